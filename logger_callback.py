@@ -1,0 +1,208 @@
+"""What a run measures while it trains: losses, evaluations, time and memory.
+
+The callback observes the Trainer and records; it takes no training decisions. The runner
+(runner.py) attaches it to every method's training, so every method is measured the same way:
+
+    recorder = RunRecorder(log_path="results/runs/<run>/training_log.txt")
+    trainer = BenchmarkTrainer(..., callbacks=[recorder])
+
+Measurement rules: time spent evaluating and saving checkpoints is not training time, and their memory
+is not training memory either (peaks are read before and reset after each such stretch); CUDA work is
+synchronised before a clock is read; peak memory is reset when training starts (CUDA allocator peaks,
+or on CPU the peak resident set size of the process, via /proc/self/clear_refs where Linux allows it).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import torch
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+
+MIB = 1024 * 1024
+
+
+def synchronize() -> None:
+    """Wait for queued CUDA work, so that a clock read afterwards includes it."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _read_status_kib(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_memory() -> str:
+    """Reset the peak-memory counters; returns what the CPU peak will cover afterwards."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        # Writing 5 resets the kernel's high-water mark of resident memory (Linux 4.0+).
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return "since training started"
+    except OSError:
+        return "whole process lifetime (the peak could not be reset here)"
+
+
+def peak_memory(device_type: str, cpu_scope: str) -> dict:
+    """Peak memory figures, each with its unit in the key."""
+    figures: dict = {"device_type": device_type}
+    if device_type == "cuda":
+        figures["peak_mem_alloc_mib"] = round(torch.cuda.max_memory_allocated() / MIB, 1)
+        figures["peak_mem_reserved_mib"] = round(torch.cuda.max_memory_reserved() / MIB, 1)
+    hwm_kib = _read_status_kib("VmHWM")
+    if hwm_kib is None:  # not Linux: ru_maxrss is the lifetime peak (KiB on Linux, bytes on macOS)
+        scale = 1 if os.uname().sysname == "Darwin" else 1024
+        figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / MIB, 1)
+        figures["peak_rss_scope"] = "whole process lifetime"
+    else:
+        figures["peak_rss_mib"] = round(hwm_kib / 1024, 1)
+        figures["peak_rss_scope"] = cpu_scope
+    return figures
+
+
+def current_rss_mib() -> float | None:
+    rss_kib = _read_status_kib("VmRSS")
+    return None if rss_kib is None else round(rss_kib / 1024, 1)
+
+
+class RunRecorder(TrainerCallback):
+    """Records the history of a run and writes it, readable, to a text log as it happens."""
+
+    def __init__(self, log_path: str | None, device_type: str, echo: bool = True):
+        self.log_path = log_path
+        self.device_type = device_type
+        self.echo = echo
+        self.train_loss_log: list[dict] = []  # every logging step: step, epoch, loss, learning rate
+        self.history: list[dict] = []  # every evaluation on the validation split
+        self.excluded_intervals: list[tuple[float, float]] = []  # evaluation and checkpoint saving
+        self.train_begin: float | None = None
+        self.last_step_end: float | None = None
+        self.memory: dict = {}
+        self.rss_at_train_start_mib: float | None = None
+        self._cpu_scope = ""
+        self._peaks: dict = {}  # highest peaks of the training stretches so far
+        # Training-loss sums since the previous evaluation, kept as tensors so that no step waits on the GPU.
+        self._loss_sum = 0.0
+        self._loss_batches = 0
+        self.train_samples = 0
+        self.train_tokens = 0
+        self._token_sum = 0
+
+    # -- called by the trainer for every training batch and for every excluded stretch of time --
+
+    def record_batch(self, loss: torch.Tensor, num_samples: int, num_tokens: torch.Tensor) -> None:
+        self._loss_sum = self._loss_sum + loss.detach().float()
+        self._loss_batches += 1
+        self.train_samples += num_samples
+        self._token_sum = self._token_sum + num_tokens.detach()
+
+    def begin_excluded(self) -> float:
+        """Evaluation or checkpoint saving starts: bank the training peaks, start the clock."""
+        synchronize()
+        self._bank_peaks()
+        return time.perf_counter()
+
+    def end_excluded(self, start: float) -> None:
+        synchronize()
+        self.excluded_intervals.append((start, time.perf_counter()))
+        reset_peak_memory()
+
+    def _bank_peaks(self) -> None:
+        for key, value in peak_memory(self.device_type, self._cpu_scope).items():
+            if key.endswith("_mib"):
+                self._peaks[key] = max(self._peaks.get(key, 0.0), value)
+
+    # -- the text log --
+
+    def write(self, line: str = "") -> None:
+        if self.log_path:
+            with open(self.log_path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        if self.echo:
+            tqdm.write(line)
+
+    # -- Trainer events --
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        synchronize()
+        self._cpu_scope = reset_peak_memory()
+        self.rss_at_train_start_mib = current_rss_mib()
+        self.train_begin = time.perf_counter()
+        self.write(f"{'step':>7} {'epoch':>6} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8} {'val_f1':>8} "
+                   f"{'gap':>8} {'train_s':>8}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            synchronize()
+        self.last_step_end = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.train_loss_log.append({
+                "step": state.global_step,
+                "epoch": round(state.epoch or 0.0, 4),
+                "loss": logs["loss"],
+                "learning_rate": logs.get("learning_rate"),
+                "grad_norm": logs.get("grad_norm"),
+            })
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self._loss_batches:
+            train_loss = float(self._loss_sum) / self._loss_batches
+        else:
+            train_loss = None
+        self._loss_sum, self._loss_batches = 0.0, 0
+        val_loss = metrics.get("eval_loss")
+        entry = {
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 4),
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_accuracy": metrics.get("eval_accuracy"),
+            "val_f1_macro": metrics.get("eval_f1_macro"),
+            "generalization_gap": None if train_loss is None or val_loss is None else val_loss - train_loss,
+            "train_time_s": self.train_time_s(),
+            "eval_time_s": metrics.get("eval_runtime"),
+        }
+        self.history.append(entry)
+        self.write(
+            f"{entry['step']:>7} {entry['epoch']:>6.2f} {_fmt(train_loss, 10)} {_fmt(val_loss, 9)} "
+            f"{_fmt(entry['val_accuracy'], 8)} {_fmt(entry['val_f1_macro'], 8)} "
+            f"{_fmt(entry['generalization_gap'], 8, signed=True)} {entry['train_time_s']:>8.1f}"
+        )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        synchronize()
+        self._bank_peaks()
+        self.memory = {**peak_memory(self.device_type, self._cpu_scope), **self._peaks,
+                       "rss_at_train_start_mib": self.rss_at_train_start_mib}
+        self.train_tokens = int(self._token_sum)
+
+    # -- derived figures --
+
+    def train_time_s(self) -> float:
+        """Seconds from the start of training to the last optimizer step, less evaluation and saving."""
+        if self.train_begin is None or self.last_step_end is None:
+            return 0.0
+        window_end = self.last_step_end
+        excluded = sum(max(0.0, min(end, window_end) - start) for start, end in self.excluded_intervals
+                       if start < window_end)
+        return window_end - self.train_begin - excluded
+
+
+def _fmt(value, width: int, signed: bool = False) -> str:
+    if value is None:
+        return "-".rjust(width)
+    return f"{value:>+{width}.4f}" if signed else f"{value:>{width}.4f}"

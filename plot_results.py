@@ -1,0 +1,469 @@
+"""Plot and tabulate finished training runs from their results.json files.
+
+    python plot_results.py                                   # results/runs/*/results.json -> results/plots/
+    python plot_results.py --results_dir /tmp/r1 --dataset tweets --method lora prefix
+    python plot_results.py --all_runs                         # every completed run, not only the newest
+    python plot_results.py --runs 20261123-193109_lora_tweets_minilm results/runs/<other run>
+
+Writes to --output_dir (default <results_dir>/plots): learning_curves.png, train_time.png,
+peak_memory.png, trainable_params.png, accuracy_vs_params.png and summary.md.
+
+Selection: only runs whose status is "completed" are used; the others (failed, interrupted, still
+running) are counted in a note. By default the newest completed run (by started_at, then run id) per
+(method, dataset, model) is shown; --all_runs shows every completed run; --runs names runs
+explicitly (folders or run ids) and cannot be combined with the filters.
+
+A results.json that is not valid JSON (or not a benchmark results file) is skipped with a warning and
+counted in the note, so one broken run does not hide the others; naming it with --runs is an error.
+
+Errors (missing results dir, nothing matching the filters, unknown or unusable run in --runs) print
+one line and exit with status 2, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import json
+import math
+import os
+import sys
+from collections import Counter
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SCHEMA_VERSION = 1
+PLOT_FILES = ("learning_curves.png", "train_time.png", "peak_memory.png", "trainable_params.png",
+              "accuracy_vs_params.png")
+SUMMARY_FILE = "summary.md"
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+class PlotError(Exception):
+    """A user-facing problem: main prints it on one line and exits with status 2."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading and selecting runs
+
+
+def read_results(path: str) -> dict:
+    """One results.json, with "_dir" (its run folder) added; PlotError if it is unusable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            results = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise PlotError(f"{path} is not valid JSON ({error})") from None
+    except OSError as error:
+        raise PlotError(f"cannot read {path} ({error.strerror})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("run_info"), dict):
+        raise PlotError(f"{path} is not a benchmark results file (no run_info)")
+    if results.get("schema_version") != SCHEMA_VERSION:
+        raise PlotError(f"{path} has schema_version {results.get('schema_version')!r}; "
+                        f"this script reads version {SCHEMA_VERSION}")
+    train = results.get("train_info")
+    if results["run_info"].get("status") == "completed" and not (
+            isinstance(train, dict) and isinstance(train.get("test"), dict) and "accuracy" in train["test"]
+            and "num_params_trainable" in train):
+        raise PlotError(f"{path} says completed but its train_info has no test results")
+    results["_dir"] = os.path.dirname(os.path.abspath(path))
+    return results
+
+
+def load_runs(results_dir: str, unreadable: list | None = None) -> list[dict]:
+    """Every run under <results_dir>/runs/, whatever its status, in no particular order.
+
+    A results.json that cannot be used is skipped with a warning on stderr; its message is appended
+    to `unreadable` when a list is given.
+    """
+    if not os.path.isdir(results_dir):
+        raise PlotError(f"results directory {results_dir} does not exist")
+    runs = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "runs", "*", "results.json"))):
+        try:
+            runs.append(read_results(path))
+        except PlotError as error:
+            print(f"warning: {error}; skipping it", file=sys.stderr)
+            if unreadable is not None:
+                unreadable.append(str(error))
+    return runs
+
+
+def model_short(run: dict) -> str:
+    """'minilm', 'distilbert-base-uncased', or the last folder name of a local model path."""
+    return os.path.basename(run["run_info"]["model_name_or_path"].rstrip("/\\")) or "?"
+
+
+def matches(run: dict, dataset=None, model=None, methods=None) -> bool:
+    info = run["run_info"]
+    return ((dataset is None or info.get("dataset") == dataset)
+            and (model is None or model in (info.get("model_name_or_path"), model_short(run)))
+            and (not methods or info.get("method") in methods))
+
+
+def started(run: dict) -> tuple:
+    """Sort key: start time (timezone-aware), then run id."""
+    info = run["run_info"]
+    try:
+        when = dt.datetime.fromisoformat(info.get("started_at") or "").astimezone()
+    except ValueError:
+        when = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return when, info.get("run_id", "")
+
+
+def select_runs(runs: list[dict], dataset=None, model=None, methods=None, all_runs=False) -> list[dict]:
+    """Completed runs matching the filters: the newest per (method, dataset, model), or all of them.
+
+    `model` matches run_info.model_name_or_path exactly or its last path component. The result is
+    ordered by dataset, model, method, then start time.
+    """
+    methods = [methods] if isinstance(methods, str) else methods
+    chosen = [r for r in runs if r["run_info"].get("status") == "completed" and matches(r, dataset, model, methods)]
+    if not all_runs:
+        newest = {}
+        for run in sorted(chosen, key=started):
+            info = run["run_info"]
+            newest[(info["method"], info["dataset"], info["model_name_or_path"])] = run
+        chosen = list(newest.values())
+    return sorted(chosen, key=lambda r: (r["run_info"]["dataset"], r["run_info"]["model_name_or_path"],
+                                         r["run_info"]["method"], started(r)))
+
+
+def explicit_runs(names: list[str], results_dir: str) -> list[dict]:
+    """The runs named by --runs: run folders (or their results.json), or run ids under <results_dir>/runs."""
+    runs = []
+    for name in names:
+        path = name if name.endswith(".json") else os.path.join(name, "results.json")
+        if not os.path.isfile(path):
+            if not os.path.isdir(results_dir):
+                raise PlotError(f"results directory {results_dir} does not exist (needed to find run {name})")
+            path = os.path.join(results_dir, "runs", name, "results.json")
+            if not os.path.isfile(path):
+                raise PlotError(f"unknown run {name}: neither a run folder nor a run id with "
+                                f"{os.path.join(results_dir, 'runs', name, 'results.json')}")
+        run = read_results(path)
+        status = run["run_info"].get("status")
+        if status != "completed":
+            raise PlotError(f"run {run['run_info'].get('run_id', name)} has status {status}; "
+                            "only completed runs can be plotted")
+        if all(run["_dir"] != other["_dir"] for other in runs):
+            runs.append(run)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------------
+# Labels, colours and figures
+
+
+def run_labels(runs: list[dict]) -> list[str]:
+    """'lora (minilm)'; the dataset is added when runs span several, the run id when a label repeats."""
+    datasets = {r["run_info"]["dataset"] for r in runs}
+    shorts = {}
+    for run in runs:
+        shorts.setdefault(model_short(run), set()).add(run["run_info"]["model_name_or_path"])
+    labels = []
+    for run in runs:
+        info = run["run_info"]
+        model = model_short(run) if len(shorts[model_short(run)]) == 1 else info["model_name_or_path"]
+        labels.append(f"{info['method']} ({info['dataset']}, {model})" if len(datasets) > 1
+                      else f"{info['method']} ({model})")
+    counts = Counter(labels)
+    return [f"{label} {run['run_info']['run_id'][:15]}" if counts[label] > 1 else label
+            for label, run in zip(labels, runs)]
+
+
+def method_colours(runs: list[dict]) -> dict:
+    methods = sorted({r["run_info"]["method"] for r in runs})
+    palette = plt.get_cmap("tab10").colors
+    return {method: palette[i % len(palette)] for i, method in enumerate(methods)}
+
+
+def peak_memory(run: dict) -> tuple[float | None, str]:
+    """(MiB, device type): GPU memory allocated on CUDA, the process's peak RSS on the CPU."""
+    memory = run["train_info"].get("memory") or {}
+    device = memory.get("device_type", "?")
+    key = "peak_mem_alloc_mib" if device == "cuda" else "peak_rss_mib"
+    return memory.get(key), device
+
+
+def hardware(run: dict) -> str:
+    meta = run.get("meta_info") or {}
+    return str(meta.get("device_name") or meta.get("device") or peak_memory(run)[1])
+
+
+def learning_curves(runs, labels, colours):
+    longest = max(len(label) for label in labels)
+    columns = min(len(labels), 3 if longest <= 28 else 2 if longest <= 45 else 1)
+    legend_rows = math.ceil(len(labels) / columns)
+    figure, axes = plt.subplots(3, 1, sharex=True, figsize=(9, 9 + 0.25 * legend_rows), layout="constrained")
+    panels = (("Training loss", "loss"), ("Validation loss", "loss"), ("Validation accuracy", "accuracy"))
+    style_index = Counter()
+    handles = {}
+    for run, label in zip(runs, labels):
+        info = run["train_info"]
+        method = run["run_info"]["method"]
+        style = {"color": colours[method], "linestyle": LINE_STYLES[style_index[method] % len(LINE_STYLES)],
+                 "marker": "o", "markersize": 4, "label": label}
+        style_index[method] += 1
+        history = info.get("history") or []
+        # Training loss: the finer of the two records (every logging step, or the mean between evaluations).
+        logged = [(e["epoch"], e["loss"]) for e in info.get("train_loss_log") or [] if e.get("loss") is not None]
+        between = [(e["epoch"], e["train_loss"]) for e in history if e.get("train_loss") is not None]
+        train = logged if len(logged) >= len(between) else between
+        for axis, points in zip(axes, (train,
+                                       [(e["epoch"], e["val_loss"]) for e in history],
+                                       [(e["epoch"], e["val_accuracy"]) for e in history])):
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                handles.setdefault(label, axis.plot(*zip(*points), **style)[0])
+    for axis, (title, ylabel) in zip(axes, panels):
+        axis.set_title(title)
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3)
+    axes[-1].set_xlabel("epoch")
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=columns, fontsize=9)
+    figure.suptitle(f"Learning curves ({', '.join(sorted({r['run_info']['dataset'] for r in runs}))})")
+    return figure
+
+
+def bar_chart(runs, labels, colours, values, title, xlabel, value_text, log=False):
+    """Horizontal bars, one per run (labels stay readable however long), each annotated with its value."""
+    width = 7 + 0.08 * max(len(label) for label in labels)  # room for long run labels on the left
+    figure, axis = plt.subplots(figsize=(width, 1.4 + 0.55 * len(runs)))
+    positions = range(len(runs))
+    bars = [v if v is not None else 0 for v in values]
+    axis.barh(positions, bars, color=[colours[r["run_info"]["method"]] for r in runs], height=0.6)
+    axis.set_yticks(list(positions), labels)
+    axis.invert_yaxis()
+    if log:
+        axis.set_xscale("log")
+        axis.set_xlim(left=10 ** math.floor(math.log10(min([v for v in values if v] or [1]))))
+    largest = max([v for v in values if v] or [1])
+    axis.set_xlim(right=largest * (100 if log else 1.35))
+    for position, value, run in zip(positions, values, runs):
+        text = value_text(value, run) if value is not None else "n/a"
+        axis.annotate(text, (value or (1 if log else 0), position), xytext=(4, 0), textcoords="offset points",
+                      va="center", fontsize=9)
+    axis.set_title(title)
+    axis.set_xlabel(xlabel)
+    axis.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def mixed_note(kinds) -> str:
+    kinds = sorted(set(kinds))
+    return f"\nruns mix devices ({', '.join(kinds)}): not directly comparable" if len(kinds) > 1 else ""
+
+
+def train_time_chart(runs, labels, colours):
+    values = [r["train_info"].get("train_time_s") for r in runs]
+
+    def text(value, run):
+        rate = run["train_info"].get("train_samples_per_s")
+        return f"{value:.1f} s" + (f"  ({rate:.1f} samples/s)" if rate else "")
+
+    return bar_chart(runs, labels, colours, values, "Training time (evaluation and saving excluded)"
+                     + mixed_note(hardware(r) for r in runs),
+                     "training time (s)", text)
+
+
+def memory_chart(runs, labels, colours):
+    values, kinds = zip(*[peak_memory(r) for r in runs])
+    names = {"cuda": "peak GPU memory allocated (CUDA)", "cpu": "peak resident memory of the process (CPU RSS)"}
+    if len(set(kinds)) == 1:
+        xlabel = f"{names.get(kinds[0], 'peak memory')}, MiB"
+    else:
+        xlabel = "peak memory, MiB (cuda runs: GPU allocated; cpu runs: process RSS)"
+    def text(value, run):
+        return f"{value:,.0f} MiB" + (f" ({peak_memory(run)[1]})" if len(set(kinds)) > 1 else "")
+
+    return bar_chart(runs, labels, colours, list(values), "Peak memory during training" + mixed_note(kinds), xlabel,
+                     text)
+
+
+def params_chart(runs, labels, colours):
+    values = [r["train_info"].get("num_params_trainable") for r in runs]
+
+    def text(value, run):
+        info = run["train_info"]
+        return f"{value:,} ({info.get('trainable_params_pct', 0):.4g}% of {info.get('num_params_total', 0) / 1e6:.1f}M)"
+
+    return bar_chart(runs, labels, colours, values, "Trainable parameters", "trainable parameters (log scale)",
+                     text, log=True)
+
+
+def accuracy_chart(runs, labels, colours):
+    """One point per run, labelled in its method's colour (so no legend is needed)."""
+    figure, axis = plt.subplots(figsize=(6 + 0.06 * max(len(label) for label in labels), 5.5))
+    points = sorted((r["train_info"]["num_params_trainable"], r["train_info"]["test"]["accuracy"], label,
+                     colours[r["run_info"]["method"]]) for r, label in zip(runs, labels))
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    middle = math.sqrt(min(xs) * max(xs))
+    for i, (params, accuracy, label, colour) in enumerate(points):
+        axis.scatter(params, accuracy, s=60, color=colour, zorder=3)
+        # Labels point inwards (right of the left points, left of the right ones) and alternate above
+        # and below, so that they stay inside the plot and neighbours do not overlap.
+        right = params > middle
+        axis.annotate(label, (params, accuracy), xytext=(-6 if right else 6, 8 if i % 2 == 0 else -14),
+                      textcoords="offset points", ha="right" if right else "left", fontsize=9, color=colour)
+    axis.set_xscale("log")
+    axis.set_xlim(min(xs) / 3, max(xs) * 3)
+    axis.set_ylim(max(0.0, min(ys) - 0.1), min(1.0, max(ys) + 0.1))
+    axis.set_xlabel("trainable parameters (log scale)")
+    axis.set_ylabel("test accuracy")
+    axis.set_title("Test accuracy against trainable parameters")
+    axis.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------------
+# Summary table
+
+
+def fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def summary_table(runs: list[dict]) -> str:
+    """A Markdown table, one row per run, and a line naming the device(s) and library versions."""
+    header = ["Method", "Model", "Dataset", "Trainable params (% of total)", "Peak memory (MiB)", "Train time (s)",
+              "Samples/s", "Test accuracy", "Test macro-F1", "Checkpoint (MiB)", "Run id"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for run in runs:
+        info, train = run["run_info"], run["train_info"]
+        test = train.get("test") or {}
+        memory, device = peak_memory(run)
+        memory_kind = {"cuda": "GPU allocated", "cpu": "CPU RSS"}.get(device, device)
+        cells = [info["method"], info["model_name_or_path"], info["dataset"],
+                 f"{fmt(train.get('num_params_trainable'), ',')} ({fmt(train.get('trainable_params_pct'), '.4g')}%)",
+                 f"{fmt(memory, '.1f')} ({memory_kind})", fmt(train.get("train_time_s"), ".1f"),
+                 fmt(train.get("train_samples_per_s"), ".1f"), fmt(test.get("accuracy"), ".4f"),
+                 fmt(test.get("f1_macro"), ".4f"), fmt(train.get("checkpoint_size_mib"), ".2f"), info["run_id"]]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    environments = Counter()
+    for run in runs:
+        meta = run.get("meta_info") or {}
+        environments[f"{meta.get('device', '?')} ({meta.get('device_name', '?')}), torch {meta.get('torch', '?')}, "
+                     f"transformers {meta.get('transformers', '?')}, peft {meta.get('peft', '?')}"] += 1
+    lines.append("")
+    lines.append("Environment: " + "; ".join(f"{env} [{n} run{'s' if n != 1 else ''}]"
+                                                for env, n in sorted(environments.items())) + ".")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Plot and tabulate the results.json files of training runs.")
+    parser.add_argument("--results_dir", default="results",
+                        help="Folder the training scripts wrote to (their --output_dir); "
+                             "reads <results_dir>/runs/*/results.json (default: results).")
+    parser.add_argument("--output_dir", default=None,
+                        help="Where to write the plots and summary.md (default: <results_dir>/plots).")
+    parser.add_argument("--dataset", default=None, help="Only runs on this data set (run_info.dataset, e.g. tweets).")
+    parser.add_argument("--model", default=None,
+                        help="Only runs of this model: run_info.model_name_or_path as given to training (e.g. minilm), "
+                             "or the last folder name of a local model path.")
+    parser.add_argument("--method", nargs="+", action="extend", default=None,
+                        help="Only these methods (e.g. --method lora prefix, or --method lora --method full).")
+    parser.add_argument("--runs", nargs="+", default=None,
+                        help="Exactly these runs: run folders or run ids under <results_dir>/runs. Overrides the "
+                             "selection, so it cannot be combined with --dataset, --model, --method or --all_runs.")
+    parser.add_argument("--all_runs", action="store_true",
+                        help="Every completed run, instead of the newest completed run per (method, dataset, model).")
+    args = parser.parse_args(argv)
+    if args.runs and (args.dataset or args.model or args.method or args.all_runs):
+        parser.error("--runs names runs explicitly; drop --dataset, --model, --method and --all_runs")
+    return args
+
+
+def describe_filters(args) -> str:
+    parts = [f"--dataset {args.dataset}" if args.dataset else "", f"--model {args.model}" if args.model else "",
+             f"--method {' '.join(args.method)}" if args.method else ""]
+    return " ".join(p for p in parts if p) or "no filters"
+
+
+def describe_selection(args) -> str:
+    if args.runs:
+        return "the runs named with --runs"
+    which = "every completed run" if args.all_runs else "the newest completed run per (method, dataset, model)"
+    filters = describe_filters(args)
+    return f"{which} in {os.path.join(args.results_dir, 'runs')}" + (
+        f" matching {filters}" if filters != "no filters" else "")
+
+
+def skip_notes(runs, selected, unreadable, args) -> list[str]:
+    """How many runs matching the filters are not shown, and why."""
+    if args.runs:
+        return ["runs chosen with --runs; none skipped"]
+    candidates = [r for r in runs if matches(r, args.dataset, args.model, args.method)]
+    incomplete = Counter(r["run_info"].get("status") or "unknown" for r in candidates
+                         if r["run_info"].get("status") != "completed")
+    reasons = [f"{n} {status}" for status, n in sorted(incomplete.items())]
+    reasons += [f"unreadable: {message}" for message in unreadable]
+    skipped = sum(incomplete.values()) + len(unreadable)
+    notes = [f"skipped {skipped} run(s) ({'; '.join(reasons)})" if skipped else "no runs skipped"]
+    older = sum(r["run_info"].get("status") == "completed" for r in candidates) - len(selected)
+    if older:
+        notes.append(f"left out {older} older completed run(s) of the same method, data set and model "
+                     "(--all_runs shows them)")
+    return notes
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    output_dir = args.output_dir or os.path.join(args.results_dir, "plots")
+    unreadable: list[str] = []
+    try:
+        if args.runs:
+            runs = selected = explicit_runs(args.runs, args.results_dir)
+        else:
+            runs = load_runs(args.results_dir, unreadable)
+            selected = select_runs(runs, args.dataset, args.model, args.method, args.all_runs)
+            if not selected:
+                found = sorted({f"{r['run_info'].get('method')}/{r['run_info'].get('dataset')}/{model_short(r)}"
+                                for r in runs if r["run_info"].get("status") == "completed"})
+                where = os.path.join(args.results_dir, "runs")
+                raise PlotError(f"no completed runs in {where} match {describe_filters(args)} (completed there, as "
+                                f"method/dataset/model: {', '.join(found) or 'none'}; {len(runs)} run(s) in all"
+                                + (f", {len(unreadable)} unreadable results.json" if unreadable else "") + ")")
+        notes = skip_notes(runs, selected, unreadable, args)
+        # Everything is drawn in memory first, so that a failure leaves no partial output behind.
+        labels, colours = run_labels(selected), method_colours(selected)
+        figures = dict(zip(PLOT_FILES, (learning_curves(selected, labels, colours),
+                                        train_time_chart(selected, labels, colours),
+                                        memory_chart(selected, labels, colours),
+                                        params_chart(selected, labels, colours),
+                                        accuracy_chart(selected, labels, colours))))
+        summary = summary_table(selected)
+    except PlotError as error:
+        plt.close("all")
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    summary = (f"# Fine-tuning results\n\n{len(selected)} run(s): {describe_selection(args)}.\n\n{summary}"
+               + "".join(f"\n{note[0].upper()}{note[1:]}.\n" for note in notes))
+    os.makedirs(output_dir, exist_ok=True)
+    for name, figure in figures.items():
+        figure.savefig(os.path.join(output_dir, name), dpi=120)
+        plt.close(figure)
+    with open(os.path.join(output_dir, SUMMARY_FILE), "w", encoding="utf-8") as handle:
+        handle.write(summary)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"wrote {len(figures)} plots and {SUMMARY_FILE} for {len(selected)} run(s) to {output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
