@@ -14,6 +14,7 @@ See what a data set looks like after loading and splitting:
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import importlib.util
 import os
@@ -126,11 +127,11 @@ def _to_ids(labels: list, label_names: list[str], where: str) -> list[int]:
 # The named data sets: each returns the splits it has, its label names and where it came from.
 
 
-def _hub(path: str, name: str | None = None, **kwargs):
+def _hub(path: str, **kwargs):
     import datasets
 
     try:
-        return datasets.load_dataset(path, name, **kwargs)
+        return datasets.load_dataset(path, **kwargs)
     except Exception as error:  # the hub raises many kinds (connection, offline mode, not found)
         raise DataError(f"could not load '{path}' from the Hugging Face Hub ({type(error).__name__}); offline, "
                         f"pass --data_dir (or set {DATA_DIR_ENV}) to a folder with the original files") from None
@@ -168,72 +169,61 @@ def load_tweets(args: DataArguments, counts: dict):
     return {"all": (kept_texts, _to_ids(kept_labels, names, "tweets"))}, names, source
 
 
-def load_sst2(args: DataArguments, counts: dict):
-    names = ["negative", "positive"]
-    if args.data_dir:
-        files = {"train": _find_file(args.data_dir, "sst2", "train.tsv"),
-                 "test": _find_file(args.data_dir, "sst2", "dev.tsv")}
-        splits = {}
-        for split, path in files.items():
-            frame = _read_table(path)
-            texts = _column(frame, "sentence", path, "a GLUE SST-2 file (columns sentence, label)")
-            splits[split] = _clean(texts, _column(frame, "label", path, "a GLUE SST-2 file"), split, counts)
-        source = {"kind": "local", "files": {s: {"path": p, "sha256": _sha256(p)} for s, p in files.items()}}
-    else:
-        hub = _hub("nyu-mll/glue", "sst2")
+@dataclass(frozen=True)
+class TrainTestDataset:
+    """A data set published as a labelled train file and a labelled test file (or Hub splits)."""
+
+    name: str
+    files: dict  # our split -> file name in its original distribution
+    sep: str
+    text_column: str
+    hub_path: str
+    hub_kwargs: dict
+    hub_splits: dict  # our split -> the Hub's split name
+    label_names: tuple = ("negative", "positive")
+    test_note: str = "official test split"
+    strip_html_breaks: bool = False
+
+
+TRAIN_TEST_DATASETS = {
+    spec.name: spec
+    for spec in (
         # GLUE's test labels are hidden (-1), so the labelled dev set is what gets reported.
-        splits = {"train": _hub_split(hub, "train", "sentence"), "test": _hub_split(hub, "validation", "sentence")}
-        source = {"kind": "hub", "path": "nyu-mll/glue", "name": "sst2"}
-    return ({split: (texts, _to_ids(labels, names, f"sst2 {split}")) for split, (texts, labels) in splits.items()},
-            names, {**source, "test_split": "GLUE dev set (the test set has no labels)"})
-
-
-def load_imdb(args: DataArguments, counts: dict):
-    names = ["negative", "positive"]
-    if args.data_dir:
-        files = {"train": _find_file(args.data_dir, "imdb", "train.csv.gz"),
-                 "test": _find_file(args.data_dir, "imdb", "test.csv.gz")}
-        raw = {}
-        for split, path in files.items():
-            frame = _read_table(path, sep=",")
-            raw[split] = (_column(frame, "text", path, "an IMDb file (columns text, label)"),
-                          _column(frame, "label", path, "an IMDb file"))
-        source = {"kind": "local", "files": {s: {"path": p, "sha256": _sha256(p)} for s, p in files.items()}}
-    else:
-        hub = _hub("stanfordnlp/imdb")
-        raw = {split: _hub_split(hub, split, "text") for split in ("train", "test")}
-        source = {"kind": "hub", "path": "stanfordnlp/imdb"}
-    splits = {}
-    for split, (texts, labels) in raw.items():
+        TrainTestDataset("sst2", {"train": "train.tsv", "test": "dev.tsv"}, "\t", "sentence", "nyu-mll/glue",
+                         {"name": "sst2"}, {"train": "train", "test": "validation"},
+                         test_note="GLUE dev set (the test set has no labels)"),
         # Reviews carry HTML line breaks, which are markup, not words.
-        texts = [t.replace("<br />", " ") if isinstance(t, str) else t for t in texts]
-        texts, labels = _clean(texts, labels, split, counts)
-        splits[split] = (texts, _to_ids(labels, names, f"imdb {split}"))
-    return splits, names, source
-
-
-def load_nsmc(args: DataArguments, counts: dict):
-    names = ["negative", "positive"]
-    if args.data_dir:
-        files = {"train": _find_file(args.data_dir, "nsmc", "ratings_train.txt"),
-                 "test": _find_file(args.data_dir, "nsmc", "ratings_test.txt")}
-        raw = {}
-        for split, path in files.items():
-            frame = _read_table(path, sep="\t")
-            raw[split] = (_column(frame, "document", path, "an NSMC file (columns id, document, label)"),
-                          _column(frame, "label", path, "an NSMC file"))
-        source = {"kind": "local", "files": {s: {"path": p, "sha256": _sha256(p)} for s, p in files.items()}}
-    else:
+        TrainTestDataset("imdb", {"train": "train.csv.gz", "test": "test.csv.gz"}, ",", "text", "stanfordnlp/imdb",
+                         {}, {"train": "train", "test": "test"}, strip_html_breaks=True),
         # The repository's main branch holds a loading script, which datasets 4+ refuses; the Hub's own
         # parquet conversion of it is loadable.
-        hub = _hub("e9t/nsmc", revision="refs/convert/parquet")
-        raw = {split: _hub_split(hub, split, "document") for split in ("train", "test")}
-        source = {"kind": "hub", "path": "e9t/nsmc", "revision": "refs/convert/parquet"}
+        TrainTestDataset("nsmc", {"train": "ratings_train.txt", "test": "ratings_test.txt"}, "\t", "document",
+                         "e9t/nsmc", {"revision": "refs/convert/parquet"}, {"train": "train", "test": "test"}),
+    )
+}
+
+
+def load_train_test(spec: TrainTestDataset, args: DataArguments, counts: dict):
+    names = list(spec.label_names)
+    if args.data_dir:
+        raw = {}
+        paths = {split: _find_file(args.data_dir, spec.name, filename) for split, filename in spec.files.items()}
+        for split, path in paths.items():
+            frame = _read_table(path, sep=spec.sep)
+            what = f"a {spec.name} file (columns {spec.text_column}, label)"
+            raw[split] = (_column(frame, spec.text_column, path, what), _column(frame, "label", path, what))
+        source = {"kind": "local", "files": {s: {"path": p, "sha256": _sha256(p)} for s, p in paths.items()}}
+    else:
+        hub = _hub(spec.hub_path, **spec.hub_kwargs)
+        raw = {split: _hub_split(hub, hub_split, spec.text_column) for split, hub_split in spec.hub_splits.items()}
+        source = {"kind": "hub", "path": spec.hub_path, **spec.hub_kwargs}
     splits = {}
     for split, (texts, labels) in raw.items():
+        if spec.strip_html_breaks:
+            texts = [t.replace("<br />", " ") if isinstance(t, str) else t for t in texts]
         texts, labels = _clean(texts, labels, split, counts)
-        splits[split] = (texts, _to_ids(labels, names, f"nsmc {split}"))
-    return splits, names, source
+        splits[split] = (texts, _to_ids(labels, names, f"{spec.name} {split}"))
+    return splits, names, {**source, "test_split": spec.test_note}
 
 
 def load_financial_phrasebank(args: DataArguments, counts: dict):
@@ -305,11 +295,9 @@ def load_local(args: DataArguments, counts: dict):
 
 LOADERS = {
     "tweets": load_tweets,
-    "sst2": load_sst2,
-    "imdb": load_imdb,
-    "nsmc": load_nsmc,
     "financial_phrasebank": load_financial_phrasebank,
     "local": load_local,
+    **{name: functools.partial(load_train_test, spec) for name, spec in TRAIN_TEST_DATASETS.items()},
 }
 
 
