@@ -165,12 +165,23 @@ class QuietProgress(ProgressCallback):
 # Run folders and results
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment_info(device: torch.device) -> dict:
     import accelerate
     import datasets
     import peft
 
-    info = {
+    return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -178,17 +189,15 @@ def environment_info(device: torch.device) -> dict:
         "accelerate": accelerate.__version__,
         "datasets": datasets.__version__,
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
         "hostname": socket.gethostname(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cuda_version": torch.version.cuda,
         "gpu_count": torch.cuda.device_count(),
     }
-    return info
 
 
 def _jsonable(value):
