@@ -181,6 +181,7 @@ def environment_info(device: torch.device) -> dict:
     import datasets
     import peft
 
+    cpu = cpu_name()
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -189,12 +190,12 @@ def environment_info(device: torch.device) -> dict:
         "accelerate": accelerate.__version__,
         "datasets": datasets.__version__,
         "platform": platform.platform(),
-        "cpu": cpu_name(),
+        "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
         "hostname": socket.gethostname(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
         "cuda_version": torch.version.cuda,
         "gpu_count": torch.cuda.device_count(),
     }

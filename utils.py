@@ -59,6 +59,11 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _local_files(paths: dict) -> dict:
+    """The record of local files a data set came from: path and SHA-256 per split."""
+    return {split: {"path": path, "sha256": _sha256(path)} for split, path in paths.items() if path}
+
+
 def _find_file(data_dir: str, dataset: str, filename: str) -> str:
     """The file in data_dir/dataset/ or in data_dir itself; a DataError naming both places if neither."""
     for folder in (os.path.join(data_dir, dataset), data_dir):
@@ -212,7 +217,7 @@ def load_train_test(spec: TrainTestDataset, args: DataArguments, counts: dict):
             frame = _read_table(path, sep=spec.sep)
             what = f"a {spec.name} file (columns {spec.text_column}, label)"
             raw[split] = (_column(frame, spec.text_column, path, what), _column(frame, "label", path, what))
-        source = {"kind": "local", "files": {s: {"path": p, "sha256": _sha256(p)} for s, p in paths.items()}}
+        source = {"kind": "local", "files": _local_files(paths)}
     else:
         hub = _hub(spec.hub_path, **spec.hub_kwargs)
         raw = {split: _hub_split(hub, hub_split, spec.text_column) for split, hub_split in spec.hub_splits.items()}
@@ -246,7 +251,7 @@ def load_financial_phrasebank(args: DataArguments, counts: dict):
             sentence, label = line.rsplit("@", 1)
             texts.append(sentence)
             labels.append(label)
-        source = {"kind": "local", "files": {"all": {"path": path, "sha256": _sha256(path)}}}
+        source = {"kind": "local", "files": _local_files({"all": path})}
     else:
         # As for NSMC, only the parquet conversion loads; there each agreement level is a folder, and
         # without data_dir all four levels would be merged into one split full of repeats.
@@ -287,7 +292,7 @@ def load_local(args: DataArguments, counts: dict):
                                 f"fix those rows or add examples of it to the training file")
             ids.append(index[key])
         splits[split] = (texts, ids)
-    source = {"kind": "local", "files": {s: {"path": p, "sha256": _sha256(p)} for s, p in given.items() if p},
+    source = {"kind": "local", "files": _local_files(given),
               "text_column": args.text_column, "label_column": args.label_column,
               "label_mapping": {name: i for i, name in enumerate(names)}}
     return splits, names, source
