@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -74,16 +75,32 @@ def _loader(spec: str | None):
     return getattr(importlib.import_module(module), name)
 
 
-def load_run(run_dir: str, device: torch.device):
-    """(model in eval mode, tokenizer, results dict) of a run folder."""
-    from transformers import AutoTokenizer
-
+def _base_path(info: dict) -> str:
+    """Where the weights the method started from are: the continued pre-training's result, or the
+    pretrained model (an alias like 'minilm' resolved as when training)."""
     from runner import resolve_model_path
+
+    base = info.get("base_model_path")
+    if base and base != info.get("model_resolved_path"):
+        if not os.path.isdir(base):
+            raise RunError(f"the run's continued pre-training result {base} is missing; it is needed under the "
+                           f"adapter or trained parameters in model/")
+        return base
+    return resolve_model_path(info["model_name_or_path"])
+
+
+def load_run(run_dir: str, device: torch.device, merged: bool = False):
+    """(model in eval mode, tokenizer, results dict) of a run folder; merged=True loads merged_model/ (LoRA runs
+    trained with --export_merged)."""
+    from transformers import AutoTokenizer
 
     results = json.load(open(os.path.join(run_dir, "results.json")))
     info = results["run_info"]
-    model_dir = os.path.join(run_dir, "model")
+    model_dir = os.path.join(run_dir, "merged_model" if merged else "model")
     if not os.path.isdir(model_dir):
+        if merged:
+            raise RunError(f"run '{info['run_id']}' has no merged model; train a LoRA-family method with "
+                           f"--export_merged, or drop --merged")
         raise RunError(f"run '{info['run_id']}' has no saved model (status {info['status']}"
                        f"{', trained with --save_model false' if info['status'] == 'completed' else ''}); "
                        f"pick another run with --run")
@@ -91,17 +108,30 @@ def load_run(run_dir: str, device: torch.device):
     label_kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                         label2id={name: i for i, name in enumerate(labels)})
     loader = _loader(info.get("model_loader"))
-    if os.path.isfile(os.path.join(model_dir, "adapter_config.json")):
-        from peft import PeftModel
-
-        base_path = resolve_model_path(info["model_name_or_path"])
+    parameters = inspect.signature(loader).parameters
+    if "method_options" in parameters:  # e.g. QLoRA's 4-bit settings
+        label_kwargs["method_options"] = info["config"]["method_options"]
+    if "device" in parameters:
+        label_kwargs["device"] = device
+    is_adapter = os.path.isfile(os.path.join(model_dir, "adapter_config.json"))
+    is_partial = os.path.isfile(os.path.join(model_dir, "method.json"))
+    if is_adapter or is_partial:
+        base_path = _base_path(info)
         try:
             base = loader(base_path, **label_kwargs)
         except OSError as error:
             raise RunError(f"the run's base model '{info['model_name_or_path']}' cannot be loaded "
                            f"({str(error).splitlines()[0]})") from None
-        # The adapter file carries the trained head (modules_to_save); without it the head would stay random.
-        model = PeftModel.from_pretrained(base, model_dir)
+        if is_adapter:
+            from peft import PeftModel
+
+            # The adapter file carries the trained head (modules_to_save); without it the head would stay random.
+            model = PeftModel.from_pretrained(base, model_dir)
+        else:
+            from methods import load_trained
+
+            # The trained tensors (head included) onto the rebuilt method; a missing one is an error, not random.
+            model = load_trained(base, model_dir, info["head_modules"])
     else:
         model = loader(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -170,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", help="With no --run: the newest run on this data set.")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="Where to run the model.")
     parser.add_argument("--batch_size", type=int, default=64, help="Sentences per forward pass.")
+    parser.add_argument("--merged", action="store_true",
+                        help="Use the run's merged model (LoRA-family runs trained with --export_merged) instead of "
+                        "the adapter on its base model.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object per sentence instead of a table.")
     parser.add_argument("--verify", action="store_true",
                         help="Re-test the reloaded model on the run's test split and compare with the recorded "
@@ -184,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    from runner import quiet_bitsandbytes
+
+    quiet_bitsandbytes()
     try:
         if args.batch_size < 1:
             raise RunError(f"--batch_size must be at least 1, got {args.batch_size}")
@@ -192,12 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
         texts = read_texts(args)
         run_dir = find_run(args.run, args.results_dir, args.method, args.dataset)
-        model, tokenizer, results = load_run(run_dir, device)
+        model, tokenizer, results = load_run(run_dir, device, merged=args.merged)
     except (RunError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     info = results["run_info"]
-    print(f"run {info['run_id']}: {info['method']} / {info['model_name_or_path']} / {info['dataset']}, "
+    print(f"run {info['run_id']}: {info.get('method_label', info['method'])}{' (merged)' if args.merged else ''} / {info['model_name_or_path']} / {info['dataset']}, "
           f"test accuracy {results['train_info']['test']['accuracy']:.4f}", file=sys.stderr)
     if args.verify:
         try:

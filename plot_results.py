@@ -4,14 +4,20 @@
     python plot_results.py --results_dir /tmp/r1 --dataset tweets --method lora prefix
     python plot_results.py --all_runs                         # every completed run, not only the newest
     python plot_results.py --runs 20261123-193109_lora_tweets_minilm results/runs/<other run>
+    python plot_results.py --report                           # statistics over seeds -> results/report.md
 
 Writes to --output_dir (default <results_dir>/plots): learning_curves.png, train_time.png,
 peak_memory.png, trainable_params.png, accuracy_vs_params.png and summary.md.
 
 Selection: only runs whose status is "completed" are used; the others (failed, interrupted, still
 running) are counted in a note. By default the newest completed run (by started_at, then run id) per
-(method, dataset, model) is shown; --all_runs shows every completed run; --runs names runs
+(method label, dataset, model) is shown; --all_runs shows every completed run; --runs names runs
 explicitly (folders or run ids) and cannot be combined with the filters.
+
+Runs are grouped, labelled and coloured by run_info.method_label, the method and its variant ("lora",
+"lora[all_linear]", "mlm+full"), or by run_info.method in results written before labels existed. A run
+with continued pre-training (train_info.pretraining) is charted with both phases: its train time is the
+total, stacked as MLM + fine-tuning, and its peak memory the larger of the two phases'.
 
 A results.json that is not valid JSON (or not a benchmark results file) is skipped with a warning and
 counted in the note, so one broken run does not hide the others; naming it with --runs is an error.
@@ -41,6 +47,12 @@ PLOT_FILES = ("learning_curves.png", "train_time.png", "peak_memory.png", "train
               "accuracy_vs_params.png")
 SUMMARY_FILE = "summary.md"
 LINE_STYLES = ("-", "--", ":", "-.")
+# One colour per method label: tab10 first (so up to ten methods keep their usual colours), then ten more that
+# differ from it, so that a dozen or more methods stay distinct. Each label also gets a marker; 7 markers against
+# 20 colours give every label up to 140 its own (colour, marker) pair, and neighbours in the legend differ in both.
+PALETTE = tuple(matplotlib.colormaps["tab10"].colors) + (
+    "#000000", "#e6ab02", "#1b9e77", "#000080", "#fb9a99", "#a6cee3", "#b2df8a", "#cab2d6", "#b15928", "#ff00ff")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 class PlotError(Exception):
@@ -98,11 +110,18 @@ def model_short(run: dict) -> str:
     return os.path.basename(run["run_info"]["model_name_or_path"].rstrip("/\\")) or "?"
 
 
+def label_of(run: dict) -> str:
+    """The name a run is compared under: its method variant ('lora[all_linear]', 'mlm+full'), or for results
+    written before labels existed, its method."""
+    info = run["run_info"]
+    return info.get("method_label") or info.get("method", "?")
+
+
 def matches(run: dict, dataset=None, model=None, methods=None) -> bool:
     info = run["run_info"]
     return ((dataset is None or info.get("dataset") == dataset)
             and (model is None or model in (info.get("model_name_or_path"), model_short(run)))
-            and (not methods or info.get("method") in methods))
+            and (not methods or info.get("method") in methods or label_of(run) in methods))
 
 
 def started(run: dict) -> tuple:
@@ -116,7 +135,7 @@ def started(run: dict) -> tuple:
 
 
 def select_runs(runs: list[dict], dataset=None, model=None, methods=None, all_runs=False) -> list[dict]:
-    """Completed runs matching the filters: the newest per (method, dataset, model), or all of them.
+    """Completed runs matching the filters: the newest per (method label, dataset, model), or all of them.
 
     `model` matches run_info.model_name_or_path exactly or its last path component. The result is
     ordered by dataset, model, method, then start time.
@@ -127,10 +146,10 @@ def select_runs(runs: list[dict], dataset=None, model=None, methods=None, all_ru
         newest = {}
         for run in sorted(chosen, key=started):
             info = run["run_info"]
-            newest[(info["method"], info["dataset"], info["model_name_or_path"])] = run
+            newest[(label_of(run), info["dataset"], info["model_name_or_path"])] = run
         chosen = list(newest.values())
     return sorted(chosen, key=lambda r: (r["run_info"]["dataset"], r["run_info"]["model_name_or_path"],
-                                         r["run_info"]["method"], started(r)))
+                                         label_of(r), started(r)))
 
 
 def explicit_runs(names: list[str], results_dir: str) -> list[dict]:
@@ -169,25 +188,56 @@ def run_labels(runs: list[dict]) -> list[str]:
     for run in runs:
         info = run["run_info"]
         model = model_short(run) if len(shorts[model_short(run)]) == 1 else info["model_name_or_path"]
-        labels.append(f"{info['method']} ({info['dataset']}, {model})" if len(datasets) > 1
-                      else f"{info['method']} ({model})")
+        labels.append(f"{label_of(run)} ({info['dataset']}, {model})" if len(datasets) > 1
+                      else f"{label_of(run)} ({model})")
     counts = Counter(labels)
     return [f"{label} {run['run_info']['run_id'][:15]}" if counts[label] > 1 else label
             for label, run in zip(labels, runs)]
 
 
 def method_colours(runs: list[dict]) -> dict:
-    methods = sorted({r["run_info"]["method"] for r in runs})
-    palette = plt.get_cmap("tab10").colors
-    return {method: palette[i % len(palette)] for i, method in enumerate(methods)}
+    """One colour per method label (PALETTE in label order)."""
+    methods = sorted({label_of(r) for r in runs})
+    return {method: PALETTE[i % len(PALETTE)] for i, method in enumerate(methods)}
+
+
+def method_markers(runs: list[dict]) -> dict:
+    """One marker per method label, so that labels sharing a colour (past PALETTE's 20) still differ."""
+    methods = sorted({label_of(r) for r in runs})
+    return {method: MARKERS[i % len(MARKERS)] for i, method in enumerate(methods)}
+
+
+def memory_phases(run: dict) -> tuple[float | None, float | None, str]:
+    """(fine-tuning peak MiB, continued pre-training peak MiB or None, device type): GPU memory allocated on
+    CUDA, the process's peak RSS on the CPU."""
+    train = run["train_info"]
+    memory = train.get("memory") or {}
+    device = memory.get("device_type", "?")
+    key = "peak_mem_alloc_mib" if device == "cuda" else "peak_rss_mib"
+    return memory.get(key), ((train.get("pretraining") or {}).get("memory") or {}).get(key), device
 
 
 def peak_memory(run: dict) -> tuple[float | None, str]:
-    """(MiB, device type): GPU memory allocated on CUDA, the process's peak RSS on the CPU."""
-    memory = run["train_info"].get("memory") or {}
-    device = memory.get("device_type", "?")
-    key = "peak_mem_alloc_mib" if device == "cuda" else "peak_rss_mib"
-    return memory.get(key), device
+    """(MiB, device type): the run's peak; for runs with a continued pre-training phase, the larger of the two
+    phases' peaks."""
+    fine_tune, pretrain, device = memory_phases(run)
+    phases = [value for value in (fine_tune, pretrain) if value is not None]
+    return (max(phases) if phases else None), device
+
+
+def pretraining_time(run: dict) -> float | None:
+    """Seconds of the continued pre-training (MLM) phase, or None for runs without one."""
+    return (run["train_info"].get("pretraining") or {}).get("train_time_s")
+
+
+def train_time(run: dict) -> float | None:
+    """Training time of the whole run: both phases where continued pre-training came first (total_train_time_s),
+    else train_time_s."""
+    train = run["train_info"]
+    if train.get("total_train_time_s") is not None:
+        return train["total_train_time_s"]
+    pre, fine_tune = pretraining_time(run), train.get("train_time_s")
+    return fine_tune + pre if pre is not None and fine_tune is not None else fine_tune
 
 
 def hardware(run: dict) -> str:
@@ -196,6 +246,9 @@ def hardware(run: dict) -> str:
 
 
 def learning_curves(runs, labels, colours):
+    """Training loss, validation loss and validation accuracy against epochs (of the fine-tuning phase), one line
+    per run in its method label's colour and marker; the legend sits below the panels, outside them."""
+    markers = method_markers(runs)
     longest = max(len(label) for label in labels)
     columns = min(len(labels), 3 if longest <= 28 else 2 if longest <= 45 else 1)
     legend_rows = math.ceil(len(labels) / columns)
@@ -205,9 +258,9 @@ def learning_curves(runs, labels, colours):
     handles = {}
     for run, label in zip(runs, labels):
         info = run["train_info"]
-        method = run["run_info"]["method"]
+        method = label_of(run)
         style = {"color": colours[method], "linestyle": LINE_STYLES[style_index[method] % len(LINE_STYLES)],
-                 "marker": "o", "markersize": 4, "label": label}
+                 "marker": markers[method], "markersize": 4, "label": label}
         style_index[method] += 1
         history = info.get("history") or []
         # Training loss: the finer of the two records (every logging step, or the mean between evaluations).
@@ -236,23 +289,50 @@ def bar_chart(runs, labels, colours, values, title, xlabel, value_text, log=Fals
     figure, axis = plt.subplots(figsize=(width, 1.4 + 0.55 * len(runs)))
     positions = range(len(runs))
     bars = [v if v is not None else 0 for v in values]
-    axis.barh(positions, bars, color=[colours[r["run_info"]["method"]] for r in runs], height=0.6)
+    axis.barh(positions, bars, color=[colours[label_of(r)] for r in runs], height=0.6)
     axis.set_yticks(list(positions), labels)
     axis.invert_yaxis()
+    left = 0
     if log:
         axis.set_xscale("log")
-        axis.set_xlim(left=10 ** math.floor(math.log10(min([v for v in values if v] or [1]))))
-    largest = max([v for v in values if v] or [1])
-    axis.set_xlim(right=largest * (100 if log else 1.35))
+        smallest = min([v for v in values if v] or [1])
+        left = 10 ** math.floor(math.log10(smallest))
+        left = left / 10 if left >= smallest else left  # a bar of exactly a power of ten still shows
+    anchors, texts = [], []
     for position, value, run in zip(positions, values, runs):
-        text = value_text(value, run) if value is not None else "n/a"
-        axis.annotate(text, (value or (1 if log else 0), position), xytext=(4, 0), textcoords="offset points",
-                      va="center", fontsize=9)
+        anchors.append(value or left)  # "n/a" at the start of the axis
+        texts.append(axis.annotate(value_text(value, run) if value is not None else "n/a", (anchors[-1], position),
+                                   xytext=(4, 0), textcoords="offset points", va="center", fontsize=9))
+        texts[-1].set_in_layout(False)  # fit_texts makes room for it inside the axes
     axis.set_title(title)
     axis.set_xlabel(xlabel)
     axis.grid(axis="x", alpha=0.3)
-    figure.tight_layout()
+    fit_texts(figure, axis, left, anchors, texts, log)
     return figure
+
+
+def fit_texts(figure, axis, left, anchors, texts, log):
+    """End the x axis (and widen the figure where needed) so that the text after every bar fits inside the axes."""
+    largest = max([a for a in anchors if a] or [1])
+    for _ in range(3):
+        figure.tight_layout()
+        renderer = figure.canvas.get_renderer()
+        axis_width = axis.get_window_extent(renderer).width
+        # Each text's width in pixels, with its 4-point offset from the bar and a small margin.
+        needed = [t.get_window_extent(renderer).width + 4 * figure.dpi / 72 + 10 for t in texts]
+        if max(needed) <= 0.6 * axis_width:  # the bars keep at least 40% of the axis
+            break
+        figure.set_size_inches(figure.get_figwidth() + (max(needed) - 0.6 * axis_width) / figure.dpi + 0.2,
+                               figure.get_figheight())
+    fractions = [max(0.05, 1 - n / axis_width) for n in needed]  # where each bar may end, as a share of the axis
+    if log:
+        low = math.log10(left)
+        right = max(low + (math.log10(a) - low) / f for a, f in zip(anchors, fractions))
+        right = 10 ** max(right, math.log10(largest) + 0.1)
+    else:
+        right = max(max(a / f for a, f in zip(anchors, fractions)), largest * 1.05)
+    axis.set_xlim(left, right)
+    figure.tight_layout()
 
 
 def mixed_note(kinds) -> str:
@@ -261,26 +341,43 @@ def mixed_note(kinds) -> str:
 
 
 def train_time_chart(runs, labels, colours):
-    values = [r["train_info"].get("train_time_s") for r in runs]
+    """Bars of each run's training time; a run with continued pre-training gets a stacked bar, its MLM phase
+    hatched and lighter, the fine-tuning phase after it, and the total with both parts in its text."""
+    values = [train_time(r) for r in runs]
 
     def text(value, run):
+        pre = pretraining_time(run)
+        if pre is not None:
+            return f"{value:.1f} s (MLM {pre:.1f} + fine-tune {run['train_info']['train_time_s']:.1f})"
         rate = run["train_info"].get("train_samples_per_s")
         return f"{value:.1f} s" + (f"  ({rate:.1f} samples/s)" if rate else "")
 
-    return bar_chart(runs, labels, colours, values, "Training time (evaluation and saving excluded)"
-                     + mixed_note(hardware(r) for r in runs),
-                     "training time (s)", text)
+    two_phase = any(pretraining_time(r) is not None for r in runs)
+    xlabel = "training time (s)" + ("; hatched: continued pre-training (MLM) before fine-tuning" if two_phase else "")
+    figure = bar_chart(runs, labels, colours, values, "Training time (evaluation and saving excluded)"
+                       + mixed_note(hardware(r) for r in runs), xlabel, text)
+    axis = figure.axes[0]
+    for position, run in enumerate(runs):
+        pre = pretraining_time(run)
+        if pre is not None:  # the first part of the bar: lightened and hatched
+            axis.barh(position, pre, height=0.6, color="white", alpha=0.5, hatch="//", edgecolor="black",
+                      linewidth=0.5)
+    return figure
 
 
 def memory_chart(runs, labels, colours):
+    """Bars of each run's peak memory; for runs with continued pre-training, the larger of the two phases'."""
     values, kinds = zip(*[peak_memory(r) for r in runs])
     names = {"cuda": "peak GPU memory allocated (CUDA)", "cpu": "peak resident memory of the process (CPU RSS)"}
     if len(set(kinds)) == 1:
         xlabel = f"{names.get(kinds[0], 'peak memory')}, MiB"
     else:
         xlabel = "peak memory, MiB (cuda runs: GPU allocated; cpu runs: process RSS)"
+
     def text(value, run):
-        return f"{value:,.0f} MiB" + (f" ({peak_memory(run)[1]})" if len(set(kinds)) > 1 else "")
+        fine_tune, pretrain, device = memory_phases(run)
+        both = " (max of MLM and fine-tuning)" if fine_tune is not None and pretrain is not None else ""
+        return f"{value:,.0f} MiB{both}" + (f" ({device})" if len(set(kinds)) > 1 else "")
 
     return bar_chart(runs, labels, colours, list(values), "Peak memory during training" + mixed_note(kinds), xlabel,
                      text)
@@ -297,20 +394,31 @@ def params_chart(runs, labels, colours):
                      text, log=True)
 
 
+ANNOTATED_POINTS = 6  # up to this many runs, the accuracy chart names each point beside it; beyond, a legend
+
+
 def accuracy_chart(runs, labels, colours):
-    """One point per run, labelled in its method's colour (so no legend is needed)."""
-    figure, axis = plt.subplots(figsize=(6 + 0.06 * max(len(label) for label in labels), 5.5))
+    """One point per run in its method's colour and marker. A few points are labelled beside them (no legend
+    needed); more are numbered, with a legend of the numbers outside the axes, so that labels do not overlap."""
+    numbered = len(runs) > ANNOTATED_POINTS
+    longest = max(len(label) for label in labels)
+    figure, axis = plt.subplots(figsize=(6 + 0.06 * longest + (0.07 * longest + 0.6 if numbered else 0), 5.5))
+    markers = method_markers(runs)
     points = sorted((r["train_info"]["num_params_trainable"], r["train_info"]["test"]["accuracy"], label,
-                     colours[r["run_info"]["method"]]) for r, label in zip(runs, labels))
+                     colours[label_of(r)], markers[label_of(r)]) for r, label in zip(runs, labels))
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     middle = math.sqrt(min(xs) * max(xs))
-    for i, (params, accuracy, label, colour) in enumerate(points):
-        axis.scatter(params, accuracy, s=60, color=colour, zorder=3)
+    for i, (params, accuracy, label, colour, marker) in enumerate(points):
+        axis.scatter(params, accuracy, s=60, color=colour, marker=marker, zorder=3,
+                     label=f"{i + 1}. {label}" if numbered else None)
         # Labels point inwards (right of the left points, left of the right ones) and alternate above
         # and below, so that they stay inside the plot and neighbours do not overlap.
         right = params > middle
-        axis.annotate(label, (params, accuracy), xytext=(-6 if right else 6, 8 if i % 2 == 0 else -14),
-                      textcoords="offset points", ha="right" if right else "left", fontsize=9, color=colour)
+        axis.annotate(str(i + 1) if numbered else label, (params, accuracy),
+                      xytext=(-6 if right else 6, 8 if i % 2 == 0 else -14), textcoords="offset points",
+                      ha="right" if right else "left", fontsize=9, color=colour)
+    if numbered:
+        axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8, frameon=False)
     axis.set_xscale("log")
     axis.set_xlim(min(xs) / 3, max(xs) * 3)
     axis.set_ylim(max(0.0, min(ys) - 0.1), min(1.0, max(ys) + 0.1))
@@ -340,11 +448,17 @@ def summary_table(runs: list[dict]) -> str:
         test = train.get("test") or {}
         memory, device = peak_memory(run)
         memory_kind = {"cuda": "GPU allocated", "cpu": "CPU RSS"}.get(device, device)
-        cells = [info["method"], info["model_name_or_path"], info["dataset"],
+        pre = pretraining_time(run)
+        time_cell = fmt(train.get("train_time_s"), ".1f") if pre is None else \
+            f"{train_time(run):.1f} (MLM {pre:.1f} + fine-tune {train['train_time_s']:.1f})"
+        checkpoint_cell = fmt(train.get("checkpoint_size_mib"), ".2f")
+        if train.get("merged_checkpoint_size_mib") is not None:
+            checkpoint_cell += f" (merged: {train['merged_checkpoint_size_mib']:.2f})"
+        cells = [label_of(run), info["model_name_or_path"], info["dataset"],
                  f"{fmt(train.get('num_params_trainable'), ',')} ({fmt(train.get('trainable_params_pct'), '.4g')}%)",
-                 f"{fmt(memory, '.1f')} ({memory_kind})", fmt(train.get("train_time_s"), ".1f"),
+                 f"{fmt(memory, '.1f')} ({memory_kind})", time_cell,
                  fmt(train.get("train_samples_per_s"), ".1f"), fmt(test.get("accuracy"), ".4f"),
-                 fmt(test.get("f1_macro"), ".4f"), fmt(train.get("checkpoint_size_mib"), ".2f"), info["run_id"]]
+                 fmt(test.get("f1_macro"), ".4f"), checkpoint_cell, info["run_id"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     environments = Counter()
     for run in runs:
@@ -373,13 +487,20 @@ def parse_args(argv):
                         help="Only runs of this model: run_info.model_name_or_path as given to training (e.g. minilm), "
                              "or the last folder name of a local model path.")
     parser.add_argument("--method", nargs="+", action="extend", default=None,
-                        help="Only these methods (e.g. --method lora prefix, or --method lora --method full).")
+                        help="Only these methods: run_info.method (every variant of it) or a method label (e.g. "
+                             "--method lora prefix, --method 'lora[all_linear]', or --method lora --method full).")
     parser.add_argument("--runs", nargs="+", default=None,
                         help="Exactly these runs: run folders or run ids under <results_dir>/runs. Overrides the "
                              "selection, so it cannot be combined with --dataset, --model, --method or --all_runs.")
     parser.add_argument("--all_runs", action="store_true",
-                        help="Every completed run, instead of the newest completed run per (method, dataset, model).")
+                        help="Every completed run, instead of the newest completed run per (method label, dataset, "
+                             "model).")
+    parser.add_argument("--report", action="store_true",
+                        help="Instead: the statistics report over seeds (report.py) of the completed runs in "
+                             "--results_dir, written to <results_dir>/report.md.")
     args = parser.parse_args(argv)
+    if args.report and (args.runs or args.dataset or args.model or args.method or args.all_runs):
+        parser.error("--report uses every completed run in --results_dir; drop the selection options")
     if args.runs and (args.dataset or args.model or args.method or args.all_runs):
         parser.error("--runs names runs explicitly; drop --dataset, --model, --method and --all_runs")
     return args
@@ -394,7 +515,7 @@ def describe_filters(args) -> str:
 def describe_selection(args) -> str:
     if args.runs:
         return "the runs named with --runs"
-    which = "every completed run" if args.all_runs else "the newest completed run per (method, dataset, model)"
+    which = "every completed run" if args.all_runs else "the newest completed run per (method label, dataset, model)"
     filters = describe_filters(args)
     return f"{which} in {os.path.join(args.results_dir, 'runs')}" + (
         f" matching {filters}" if filters != "no filters" else "")
@@ -413,7 +534,7 @@ def skip_notes(runs, selected, unreadable, args) -> list[str]:
     notes = [f"skipped {skipped} run(s) ({'; '.join(reasons)})" if skipped else "no runs skipped"]
     older = sum(r["run_info"].get("status") == "completed" for r in candidates) - len(selected)
     if older:
-        notes.append(f"left out {older} older completed run(s) of the same method, data set and model "
+        notes.append(f"left out {older} older completed run(s) of the same method label, data set and model "
                      "(--all_runs shows them)")
     return notes
 
@@ -423,6 +544,17 @@ def main(argv=None) -> int:
         args = parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else 2
+    if args.report:
+        import report  # report builds on this module's helpers
+
+        try:
+            path = report.write_report(args.results_dir, args.output_dir,
+                                       command=f"python plot_results.py --report --results_dir {args.results_dir}")
+        except report.ReportError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {path}")
+        return 0
     output_dir = args.output_dir or os.path.join(args.results_dir, "plots")
     unreadable: list[str] = []
     try:
@@ -432,11 +564,11 @@ def main(argv=None) -> int:
             runs = load_runs(args.results_dir, unreadable)
             selected = select_runs(runs, args.dataset, args.model, args.method, args.all_runs)
             if not selected:
-                found = sorted({f"{r['run_info'].get('method')}/{r['run_info'].get('dataset')}/{model_short(r)}"
+                found = sorted({f"{label_of(r)}/{r['run_info'].get('dataset')}/{model_short(r)}"
                                 for r in runs if r["run_info"].get("status") == "completed"})
                 where = os.path.join(args.results_dir, "runs")
                 raise PlotError(f"no completed runs in {where} match {describe_filters(args)} (completed there, as "
-                                f"method/dataset/model: {', '.join(found) or 'none'}; {len(runs)} run(s) in all"
+                                f"method label/dataset/model: {', '.join(found) or 'none'}; {len(runs)} run(s) in all"
                                 + (f", {len(unreadable)} unreadable results.json" if unreadable else "") + ")")
         notes = skip_notes(runs, selected, unreadable, args)
         # Everything is drawn in memory first, so that a failure leaves no partial output behind.

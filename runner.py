@@ -13,8 +13,12 @@ training, 2 bad input (nothing written), 130 interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import gc
+import inspect
 import json
+import logging
 import math
 import os
 import platform
@@ -41,13 +45,16 @@ from transformers import (
 from transformers.trainer_callback import ProgressCallback
 
 import utils
-from config import MODEL_ALIASES, ConfigError, RunConfig, parse_args
+from config import METHODS, MODEL_ALIASES, ConfigError, RunConfig, parse_args
 from logger_callback import RunRecorder
+from methods import ModelTransform
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 LOG_FILE = "training_log.txt"
 MODEL_DIR = "model"
+MERGED_MODEL_DIR = "merged_model"
+BACKBONE_DIR = "pretrained_backbone"
 PREDICTIONS_FILE = "test_predictions.json"
 # What inference needs besides the tokenizer: weights and the configs that say how to build the model.
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "merges.txt",
@@ -86,11 +93,17 @@ def head_module_names(missing_keys) -> list[str]:
     return sorted({key.rsplit(".", 1)[0] for key in missing_keys})
 
 
+def _numel(parameter: torch.nn.Parameter) -> int:
+    # A 4-bit weight (QLoRA) is stored packed, two values per byte; count the weights it holds.
+    quant_state = getattr(parameter, "quant_state", None)
+    return quant_state.shape.numel() if quant_state is not None else parameter.numel()
+
+
 def count_parameters(model: torch.nn.Module) -> dict:
     # peft keeps a frozen copy of each module it trains as a whole; it takes no part in the forward pass.
     params = [(name, p) for name, p in model.named_parameters() if ".original_module." not in name]
-    total = sum(p.numel() for _, p in params)
-    trainable = sum(p.numel() for _, p in params if p.requires_grad)
+    total = sum(_numel(p) for _, p in params)
+    trainable = sum(_numel(p) for _, p in params if p.requires_grad)
     return {"num_params_total": total, "num_params_trainable": trainable,
             "trainable_params_pct": round(100.0 * trainable / total, 6)}
 
@@ -132,9 +145,10 @@ class EvaluationSchedule(TrainerCallback):
     """Evaluates (and saves a candidate checkpoint) evals_per_epoch times per epoch, at each epoch's
     end, and after the last step."""
 
-    def __init__(self, steps_per_epoch: int, evals_per_epoch: int):
+    def __init__(self, steps_per_epoch: int, evals_per_epoch: int, save: bool = True):
         self.steps_per_epoch = steps_per_epoch
         self.evals_per_epoch = evals_per_epoch
+        self.save = save
         self.steps: set[int] = set()
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -147,7 +161,23 @@ class EvaluationSchedule(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step in self.steps:
             control.should_evaluate = True
-            control.should_save = True
+            control.should_save = self.save
+
+
+def is_adalora(model) -> bool:
+    """AdaLoRA models re-allocate their ranks as they train; a checkpoint from before the last re-allocation
+    no longer fits the model (peft resizes the live model to the final rank pattern before loading), so for
+    them the final model, not the best checkpoint, is tested."""
+    config = getattr(model, "peft_config", {}).get("default")
+    return getattr(config, "peft_type", None) == "ADALORA"  # PeftType is a str enum
+
+
+class AdaLoraBudget(TrainerCallback):
+    """AdaLoRA re-allocates its rank budget from the gradients of each step: after the optimizer step and
+    before the gradients are zeroed, which is when the Trainer calls on_optimizer_step."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        model.base_model.update_and_allocate(state.global_step)
 
 
 class QuietProgress(ProgressCallback):
@@ -176,6 +206,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _installed_version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment_info(device: torch.device) -> dict:
     import accelerate
     import datasets
@@ -189,6 +228,7 @@ def environment_info(device: torch.device) -> dict:
         "peft": peft.__version__,
         "accelerate": accelerate.__version__,
         "datasets": datasets.__version__,
+        "bitsandbytes": _installed_version("bitsandbytes"),  # QLoRA's 4-bit kernels
         "platform": platform.platform(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
@@ -252,7 +292,53 @@ def saved_size(model_dir: str) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # The run
 
+# build_method(run_config, model_config, head_modules) -> a peft config, a methods.ModelTransform, or None
+# (full fine-tuning); raises ConfigError where the method does not fit the model.
 MethodBuilder = Callable[[RunConfig, object, list[str]], object]
+
+# Options whose non-default values make a distinct variant of a method, shown in its label (e.g. lora[all_linear]).
+VARIANT_OPTIONS = ("lora_targets", "lora_target_modules", "use_dora", "prompt_init", "encoder_reparameterization_type",
+                   "prefix_projection", "adapter_style", "bnb_4bit_quant_type")
+
+
+def method_label(run_config: RunConfig) -> str:
+    """The name runs are compared under: the method, its variant, and 'mlm+' after continued pre-training."""
+    spec = METHODS[run_config.method]
+    defaults = {f.name: f.default for f in dataclasses.fields(spec.arguments)} | spec.defaults
+    parts = []
+    for name in VARIANT_OPTIONS:
+        value = getattr(run_config.method_options, name, None)
+        if name in defaults and value != defaults[name]:
+            if name == "use_dora":
+                parts.append("dora" if value else "no_dora")
+            elif isinstance(value, list):
+                parts.append("+".join(value))
+            elif isinstance(value, bool):
+                parts.append(name if value else f"no_{name}")
+            else:
+                parts.append(str(value).lower())
+    base = "full" if run_config.method == "continued_pretraining" else run_config.method
+    label = f"{base}[{','.join(parts)}]" if parts else base
+    return f"mlm+{label}" if run_config.pretraining.enabled else label
+
+
+def apply_method(model, method_object, head_modules):
+    """The model the method trains: a peft model, the model adapted in place, or the model itself."""
+    if method_object is None:
+        return model
+    if isinstance(method_object, ModelTransform):
+        return method_object.apply(model, head_modules)
+    import peft
+
+    return peft.get_peft_model(model, method_object)
+
+
+def describe_method(method_object) -> dict | None:
+    if method_object is None:
+        return None
+    if isinstance(method_object, ModelTransform):
+        return method_object.to_dict()
+    return _jsonable(method_object.to_dict())
 
 
 def _device(choice: str) -> torch.device:
@@ -264,6 +350,8 @@ def _device(choice: str) -> torch.device:
 def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, prog: str | None = None):
     """Everything that can fail on bad input, done before any file is written."""
     run_config = parse_args(method, argv, prog)
+    if hasattr(build_method, "precheck"):  # a method that cannot run here says so before anything loads
+        build_method.precheck(run_config)
     training = run_config.training
     device = _device(training.device)
     if training.precision != "fp32" and device.type != "cuda":
@@ -276,14 +364,41 @@ def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, pr
     # weights are loaded.
     build_method(run_config, model_config, [])
     splits = utils.load_splits(run_config.data)
+    if run_config.pretraining.mlm_text_file:
+        from continued_pretraining import read_text_file
+
+        read_text_file(run_config.pretraining.mlm_text_file)  # unreadable or empty: refused now, not mid-run
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=run_config.model.trust_remote_code)
     tokenized = utils.tokenize_splits(splits, tokenizer, run_config.data.max_seq_length)
+    run_config.total_steps = total_training_steps(run_config, len(tokenized["train"]))
     return run_config, device, model_path, model_config, splits, tokenizer, tokenized
+
+
+def quiet_bitsandbytes() -> None:
+    """bitsandbytes, which peft imports whenever it is installed, warns on CPUs with AVX512-BF16 that an
+    optional fused-kernel package is missing; the suite never uses that kernel (train_qlora.py switches it
+    off), so the line would only be noise on every run's stderr."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def importable_name(function) -> str:
+    """'module:name' that inference.py can import later; a function defined in the script that was run
+    (module __main__, e.g. train_qlora.py's loader) is named by the script's module."""
+    module = function.__module__
+    if module == "__main__":
+        module = os.path.splitext(os.path.basename(sys.modules["__main__"].__file__))[0]
+    return f"{module}:{function.__qualname__}"
 
 
 def load_base_model(run_config: RunConfig, model_path: str, label_names: list[str], loader=None):
     """The pretrained encoder with a fresh classification head, and the names of the modules that are new."""
     loader = loader or AutoModelForSequenceClassification.from_pretrained
+    extra = {}
+    parameters = inspect.signature(loader).parameters
+    if "method_options" in parameters:  # e.g. QLoRA's 4-bit settings
+        extra["method_options"] = dataclasses.asdict(run_config.method_options)
+    if "device" in parameters:  # loaders that place weights themselves (4-bit ones are never moved after)
+        extra["device"] = _device(run_config.training.device)
     model, loading_info = loader(
         model_path,
         num_labels=len(label_names),
@@ -291,21 +406,35 @@ def load_base_model(run_config: RunConfig, model_path: str, label_names: list[st
         label2id={name: i for i, name in enumerate(label_names)},
         trust_remote_code=run_config.model.trust_remote_code,
         output_loading_info=True,
+        **extra,
     )
     return model, head_module_names(loading_info["missing_keys"])
+
+
+def total_training_steps(run_config: RunConfig, num_train_examples: int) -> int:
+    training = run_config.training
+    if training.max_steps > 0:
+        return training.max_steps
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    batches_per_epoch = math.ceil(num_train_examples / (training.per_device_train_batch_size * world_size))
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
+    return math.ceil(training.num_train_epochs * steps_per_epoch)
 
 
 def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None, prog: str | None = None,
         loader_for: Callable | None = None) -> int:
     """Train one method as the command line says; returns the process exit status.
 
-    build_method(run_config, model_config, head_modules) returns the peft config for the method (or None
-    for full fine-tuning), raising ConfigError where the method does not fit the model.
-    loader_for(model_config) may return a from_pretrained-like function to load the model with instead of
-    AutoModelForSequenceClassification's (None: the Auto class).
+    build_method(run_config, model_config, head_modules) returns the peft config for the method, a
+    methods.ModelTransform, or None for full fine-tuning, raising ConfigError where the method does not fit
+    the model. loader_for(model_config) may return a from_pretrained-like function to load the model with
+    instead of AutoModelForSequenceClassification's (None: the Auto class).
+    With --mlm_epochs or --mlm_max_steps, a continued pre-training phase (masked-language modelling on the
+    training text) runs first and the method then starts from its result; both phases are measured.
     """
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # the per-tensor "Loading weights" bar
+    quiet_bitsandbytes()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         run_config, device, model_path, model_config, splits, tokenizer, tokenized = prepare(
@@ -313,11 +442,8 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
         transformers.set_seed(run_config.training.seed)
         loader = loader_for(model_config) if loader_for else None
         model, head_modules = load_base_model(run_config, model_path, splits.label_names, loader)
-        peft_config = build_method(run_config, model_config, head_modules)
-        if peft_config is not None:
-            import peft
-
-            model = peft.get_peft_model(model, peft_config)
+        method_object = build_method(run_config, model_config, head_modules)
+        model = apply_method(model, method_object, head_modules)
     except (ConfigError, utils.DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -326,6 +452,11 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
         return 2
 
     training = run_config.training
+    pretraining = run_config.pretraining
+    if pretraining.enabled:
+        # Checked above that the method fits; the model to train is built from the pre-trained backbone below.
+        del model
+        gc.collect()
     run_dir = create_run_dir(training.output_dir, method, run_config.data.dataset,
                              run_config.model.model_name_or_path, training.run_name)
     recorder = RunRecorder(os.path.join(run_dir, LOG_FILE), device.type)
@@ -335,8 +466,11 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
             "run_id": os.path.basename(run_dir),
             "run_dir": os.path.abspath(run_dir),
             "method": method,
+            "method_label": method_label(run_config),
             "model_name_or_path": run_config.model.model_name_or_path,
             "model_resolved_path": model_path,
+            # The weights the method started from: the pretrained model, or the continued pre-training's result.
+            "base_model_path": model_path,
             "model_type": model_config.model_type,
             "dataset": run_config.data.dataset,
             "data": splits.info,
@@ -344,10 +478,13 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
             "label_names": splits.label_names,
             "head_modules": head_modules,
             # How inference.py rebuilds the base model (module:function), where a method needs its own class.
-            "model_loader": None if loader is None else f"{loader.__module__}:{loader.__qualname__}",
+            "model_loader": None if loader is None else importable_name(loader),
             "seed": training.seed,
             "config": run_config.to_dict(),
-            "peft_config": None if peft_config is None else _jsonable(peft_config.to_dict()),
+            "peft_config": None if method_object is None or isinstance(method_object, ModelTransform)
+            else describe_method(method_object),
+            "method_transform": describe_method(method_object) if isinstance(method_object, ModelTransform) else None,
+            "total_steps": run_config.total_steps,
             "command": " ".join([prog or os.path.basename(sys.argv[0])]
                                 + list(sys.argv[1:] if argv is None else argv)),
             "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -360,19 +497,34 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
     }
     results_path = os.path.join(run_dir, RESULTS_FILE)
     write_json_atomic(results_path, results)
-    parameters = count_parameters(model)
-    recorder.write(f"run {results['run_info']['run_id']}: {method} on {run_config.data.dataset} "
-                   f"({splits.sizes()}) with {run_config.model.model_name_or_path}, device {device}")
-    recorder.write(f"trainable parameters {parameters['num_params_trainable']:,} of "
-                   f"{parameters['num_params_total']:,} ({parameters['trainable_params_pct']:.4f}%); "
-                   f"newly initialised: {', '.join(head_modules) or 'none'}")
+    recorder.write(f"run {results['run_info']['run_id']}: {results['run_info']['method_label']} on "
+                   f"{run_config.data.dataset} ({splits.sizes()}) with {run_config.model.model_name_or_path}, "
+                   f"device {device}")
 
     status, error_message, exit_code = "completed", None, 0
-    trainer = None
+    trainer, parameters, pretraining_info = None, {}, None
     try:
+        if pretraining.enabled:
+            pretraining_info, model, head_modules = _continued_pretraining(
+                run_config, model_path, tokenizer, splits, run_dir, device, recorder, loader, build_method,
+                model_config)
+            results["run_info"]["base_model_path"] = pretraining_info["saved_to"]
+        parameters = count_parameters(model)
+        recorder.write(f"trainable parameters {parameters['num_params_trainable']:,} of "
+                       f"{parameters['num_params_total']:,} ({parameters['trainable_params_pct']:.4f}%); "
+                       f"newly initialised: {', '.join(head_modules) or 'none'}")
         trainer = _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device)
         trainer.train()
-        results["train_info"] = _finish(trainer, recorder, tokenized, splits, parameters, run_dir, training)
+        results["train_info"] = _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config,
+                                        method_object)
+        if pretraining_info is not None:
+            info = results["train_info"]
+            info["pretraining"] = pretraining_info
+            info["total_train_time_s"] = round(pretraining_info["train_time_s"] + info["train_time_s"], 6)
+            if not _needs_backbone(method_object, training):
+                # The saved model holds every weight: the pre-trained backbone is no longer needed for inference.
+                shutil.rmtree(pretraining_info["saved_to"], ignore_errors=True)
+                pretraining_info["kept"] = False
     except KeyboardInterrupt:
         status, error_message, exit_code = "interrupted", "interrupted by the user (KeyboardInterrupt)", 130
     except Exception as error:  # recorded, not swallowed: the traceback goes to the log and stderr
@@ -383,6 +535,8 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
             results["train_info"] = {**parameters, "history": recorder.history,
                                      "train_loss_log": recorder.train_loss_log,
                                      "stopped_at_step": trainer.state.global_step if trainer else 0}
+            if pretraining_info is not None:
+                results["train_info"]["pretraining"] = pretraining_info
         shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
         results["run_info"].update(status=status, error=error_message,
                                    finished_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
@@ -392,6 +546,10 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
         recorder.write(f"test accuracy {info['test']['accuracy']:.4f}, macro-F1 {info['test']['f1_macro']:.4f}; "
                        f"train time {info['train_time_s']:.1f}s, {info['train_samples_per_s']:.1f} samples/s; "
                        f"peak memory {_memory_summary(info['memory'])}")
+        if pretraining_info is not None:
+            recorder.write(f"with continued pre-training: total train time {info['total_train_time_s']:.1f}s "
+                           f"(MLM {pretraining_info['train_time_s']:.1f}s); MLM peak memory "
+                           f"{_memory_summary(pretraining_info['memory'])}")
         recorder.write(f"results: {results_path}")
     else:
         print(f"error: run {status}: {error_message} (details in {os.path.join(run_dir, LOG_FILE)})",
@@ -399,10 +557,54 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
     return exit_code
 
 
+def _needs_backbone(method_object, training) -> bool:
+    """Whether inference needs the pre-trained backbone beside the saved model (adapters and partial saves)."""
+    return training.save_model and method_object is not None
+
+
+def _continued_pretraining(run_config, model_path, tokenizer, splits, run_dir, device, recorder, loader,
+                           build_method, model_config):
+    """Phase 1: MLM on the training text (never validation or test text); then the method's model, built on
+    the result exactly as it would have been on the pretrained model."""
+    from continued_pretraining import mlm_pretrain, read_text_file
+
+    pretraining = run_config.pretraining
+    if pretraining.mlm_text_file:
+        texts, source = read_text_file(pretraining.mlm_text_file), pretraining.mlm_text_file
+    else:
+        texts, source = list(splits.train[0]), "training split"
+    backbone_dir = os.path.join(run_dir, BACKBONE_DIR)
+    info = mlm_pretrain(run_config, model_path, tokenizer, texts, backbone_dir, device, recorder.log_path)
+    info["text_source"] = source
+    info["kept"] = True
+    gc.collect()
+    transformers.set_seed(run_config.training.seed)  # the same head initialisation as without phase 1
+    model, head_modules = load_base_model(run_config, backbone_dir, splits.label_names, loader)
+    method_object = build_method(run_config, model_config, head_modules)
+    return info, apply_method(model, method_object, head_modules), head_modules
+
+
 def _memory_summary(memory: dict) -> str:
     if memory.get("device_type") == "cuda":
         return f"{memory['peak_mem_alloc_mib']:.0f} MiB allocated on the GPU"
     return f"{memory['peak_rss_mib']:.0f} MiB resident"
+
+
+def common_training_arguments(training, device: torch.device) -> dict:
+    """TrainingArguments every training phase shares (fine-tuning, and continued pre-training before it)."""
+    return dict(
+        weight_decay=training.weight_decay,
+        warmup_steps=training.warmup_ratio,  # transformers 5: a value below 1 is a share of the steps
+        lr_scheduler_type=training.lr_scheduler_type,
+        max_grad_norm=training.max_grad_norm,
+        seed=training.seed,
+        logging_steps=training.logging_steps,
+        report_to="none",
+        use_cpu=device.type == "cpu",
+        bf16=training.precision == "bf16",
+        fp16=training.precision == "fp16",
+        disable_tqdm=False,
+    )
 
 
 def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device) -> BenchmarkTrainer:
@@ -412,6 +614,7 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
     metric = run_config.training.metric_for_best_model
     never = 10**12  # the schedule callback decides when to evaluate and save
+    selects_best = not is_adalora(model)
     args = TrainingArguments(
         output_dir=os.path.join(run_dir, "checkpoints"),
         num_train_epochs=training.num_train_epochs,
@@ -420,26 +623,16 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
         per_device_eval_batch_size=training.per_device_eval_batch_size,
         gradient_accumulation_steps=training.gradient_accumulation_steps,
         learning_rate=training.learning_rate,
-        weight_decay=training.weight_decay,
-        warmup_steps=training.warmup_ratio,
-        lr_scheduler_type=training.lr_scheduler_type,
-        max_grad_norm=training.max_grad_norm,
-        seed=training.seed,
         eval_strategy="steps",
         eval_steps=never,
         save_strategy="steps",
         save_steps=never,
         save_total_limit=2,  # the best and the latest
         save_only_model=True,
-        load_best_model_at_end=True,
+        load_best_model_at_end=selects_best,
         metric_for_best_model=f"eval_{metric}",
         greater_is_better=metric != "loss",
-        logging_steps=training.logging_steps,
-        report_to="none",
-        use_cpu=device.type == "cpu",
-        bf16=training.precision == "bf16",
-        fp16=training.precision == "fp16",
-        disable_tqdm=False,
+        **common_training_arguments(training, device),
     )
     trainer = BenchmarkTrainer(
         model=model,
@@ -450,21 +643,28 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=lambda prediction: utils.classification_metrics(prediction.predictions,
                                                                         prediction.label_ids),
-        callbacks=[EvaluationSchedule(steps_per_epoch, training.evals_per_epoch), recorder],
+        callbacks=[EvaluationSchedule(steps_per_epoch, training.evals_per_epoch, save=selects_best), recorder],
         recorder=recorder,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)
+    if is_adalora(model):
+        trainer.add_callback(AdaLoraBudget())
     return trainer
 
 
-def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, training) -> dict:
+def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config, method_object) -> dict:
     """Test the selected checkpoint, save what inference needs, and gather the training figures."""
+    training = run_config.training
     state = trainer.state
     train_time_s = recorder.train_time_s()
     eval_time_s = sum(entry["eval_time_s"] or 0.0 for entry in recorder.history)
-    best = min(recorder.history, key=lambda e: e["val_loss"]) if training.metric_for_best_model == "loss" else \
-        max(recorder.history, key=lambda e: e[f"val_{training.metric_for_best_model}"])
+    if not trainer.args.load_best_model_at_end:
+        best = recorder.history[-1]  # the final model is tested (see is_adalora)
+    elif training.metric_for_best_model == "loss":
+        best = min(recorder.history, key=lambda e: e["val_loss"])
+    else:
+        best = max(recorder.history, key=lambda e: e[f"val_{training.metric_for_best_model}"])
     prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
     probabilities = torch.softmax(torch.as_tensor(prediction.predictions, dtype=torch.float32), dim=-1).numpy()
     test = {
@@ -483,11 +683,7 @@ def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, training)
     })
     saved = {}
     if training.save_model and trainer.is_world_process_zero():
-        # The model's own save (not Trainer.save_model) keeps the pickled training_args.bin out of it.
-        model_dir = os.path.join(run_dir, MODEL_DIR)
-        trainer.model.save_pretrained(model_dir)
-        trainer.processing_class.save_pretrained(model_dir)
-        saved = saved_size(model_dir)
+        saved = _save_model(trainer, run_dir, run_config, method_object)
     info = {
         **parameters,
         "global_steps": state.global_step,
@@ -500,7 +696,9 @@ def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, training)
         "train_tokens_per_s": round(recorder.train_tokens / train_time_s, 3) if train_time_s else None,
         "memory": recorder.memory,
         "selection": {"metric": f"val_{training.metric_for_best_model}", "best_step": best["step"],
-                      "best_value": best[f"val_{training.metric_for_best_model}"]},
+                      "best_value": best[f"val_{training.metric_for_best_model}"],
+                      "rule": "best validation checkpoint" if trainer.args.load_best_model_at_end
+                      else "final model (AdaLoRA: earlier checkpoints do not fit the final ranks)"},
         "best_val": {key: best[key] for key in ("step", "val_loss", "val_accuracy", "val_f1_macro")},
         "test": test,
         "final_generalization_gap": recorder.history[-1]["generalization_gap"],
@@ -508,9 +706,33 @@ def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, training)
         "train_loss_log": recorder.train_loss_log,
         **saved,
     }
-    recorder.write(f"selected step {best['step']} by validation {training.metric_for_best_model} "
-                   f"({info['selection']['best_value']:.4f}); tested on {test['num_examples']} examples")
+    recorder.write(f"selected step {best['step']} ({info['selection']['rule']}: validation "
+                   f"{training.metric_for_best_model} {info['selection']['best_value']:.4f}); "
+                   f"tested on {test['num_examples']} examples")
     return info
+
+
+def _save_model(trainer, run_dir: str, run_config: RunConfig, method_object) -> dict:
+    """What inference needs: the whole model (full fine-tuning), the adapter and head (peft), or the trained
+    tensors alone (other methods); with --export_merged also a plain model with LoRA merged in."""
+    model_dir = os.path.join(run_dir, MODEL_DIR)
+    if isinstance(method_object, ModelTransform):
+        from methods import save_trained
+
+        save_trained(trainer.model, method_object, model_dir)
+    else:
+        # The model's own save (not Trainer.save_model) keeps the pickled training_args.bin out of it.
+        trainer.model.save_pretrained(model_dir)
+    trainer.processing_class.save_pretrained(model_dir)
+    saved = saved_size(model_dir)
+    if getattr(run_config.method_options, "export_merged", False):
+        merged_dir = os.path.join(run_dir, MERGED_MODEL_DIR)
+        # Last use of the trained model: merging rewrites its weights in place.
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(merged_dir)
+        trainer.processing_class.save_pretrained(merged_dir)
+        saved["merged_checkpoint_size_mib"] = saved_size(merged_dir)["checkpoint_size_mib"]
+    return saved
 
 
 def main_for(method: str, build_method: MethodBuilder, loader_for: Callable | None = None) -> None:

@@ -6,10 +6,17 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
-from config import (METHODS, ConfigError, DataArguments, LoraArguments, ModelArguments, PrefixArguments,
-                    TrainingConfig, parse_args)
+
+from config import (
+    METHODS,
+    ConfigError,
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    TrainingConfig,
+    parse_args,
+)
 
 
 def test_method_defaults_differ_only_where_they_should():
@@ -103,7 +110,7 @@ def test_help_explains_every_option(method):
     result = subprocess.run([sys.executable, f"train_{method}.py", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    groups = [ModelArguments, DataArguments, TrainingConfig, METHODS[method].arguments]
+    groups = [ModelArguments, DataArguments, TrainingConfig, PretrainingArguments, METHODS[method].arguments]
     for group in groups:
         for field in dataclasses.fields(group):
             assert f"--{field.name}" in result.stdout
@@ -112,7 +119,6 @@ def test_help_explains_every_option(method):
     assert f"Default learning rate for this method: {METHODS[method].learning_rate:g}" in " ".join(
         result.stdout.split())
     # Options of other methods are not offered.
-    others = {LoraArguments: "--lora_r", PrefixArguments: "--num_virtual_tokens"}
-    for group, option in others.items():
-        if group is not METHODS[method].arguments:
-            assert option not in result.stdout
+    own = {field.name for field in dataclasses.fields(METHODS[method].arguments)}
+    for option in ("lora_r", "num_virtual_tokens", "adapter_style", "adalora_init_r", "bnb_4bit_quant_type"):
+        assert (f"--{option}" in result.stdout) == (option in own), option

@@ -305,3 +305,222 @@ def test_runs_cannot_be_combined_with_filters(results, capsys):
     assert pr.main(["--results_dir", str(results), "--output_dir", str(out), "--runs", "x", "--method", "lora"]) == 2
     assert "--runs names runs explicitly" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Method variants, two-phase runs and merged exports
+
+
+def test_variants_of_one_method_are_compared_side_by_side(results):
+    clone(results, "lora", "20991231-000000_lora_all", hours=1, method_label="lora[all_linear]")
+    selected = pr.select_runs(pr.load_runs(str(results)))
+    assert sorted(pr.label_of(r) for r in selected) == ["full", "lora", "lora[all_linear]", "prefix"]
+    labels = pr.run_labels(selected)
+    assert labels[1].startswith("lora (") and labels[2].startswith("lora[all_linear] (")
+    colours = pr.method_colours(selected)
+    assert len(set(colours.values())) == 4
+    # --method matches the method (both variants) or one label
+    assert len(pr.select_runs(pr.load_runs(str(results)), methods=["lora"])) == 2
+    assert ids(pr.select_runs(pr.load_runs(str(results)), methods=["lora[all_linear]"])) == \
+        ["20991231-000000_lora_all"]
+
+
+def test_results_without_labels_fall_back_to_the_method(results):
+    data = load(results / "runs" / run_id(results, "prefix"))
+    del data["run_info"]["method_label"]
+    (results / "runs" / run_id(results, "prefix") / "results.json").write_text(json.dumps(data))
+    assert sorted(pr.label_of(r) for r in pr.select_runs(pr.load_runs(str(results)))) == ["full", "lora", "prefix"]
+
+
+def two_phase(results: Path, new_id="20991231-000000_cpt", pre_time=30.25, pre_memory=99999.0, **train_info) -> dict:
+    """A copy of the full run with a continued pre-training phase before it (label mlm+full)."""
+    data = clone(results, "full", new_id, hours=1, method_label="mlm+full")
+    train = data["train_info"]
+    device = train["memory"]["device_type"]
+    key = "peak_mem_alloc_mib" if device == "cuda" else "peak_rss_mib"
+    train["pretraining"] = {"train_time_s": pre_time, "memory": {"device_type": device, key: pre_memory},
+                            "global_steps": 3, "train_samples": 48, "train_tokens": 900,
+                            "train_loss_log": [{"step": 1, "epoch": 0.5, "loss": 9.5}]}
+    train["total_train_time_s"] = pre_time + train["train_time_s"]
+    train.update(train_info)
+    (results / "runs" / new_id / "results.json").write_text(json.dumps(data))
+    return data
+
+
+def fine_tune_memory(train: dict) -> float:
+    memory = train["memory"]
+    return memory["peak_mem_alloc_mib" if memory["device_type"] == "cuda" else "peak_rss_mib"]
+
+
+def chart_texts(figure) -> list[str]:
+    return [text.get_text() for text in figure.axes[0].texts]
+
+
+def test_two_phase_runs_show_total_time_parts_and_the_larger_memory_peak(results, tmp_path):
+    train = two_phase(results)["train_info"]
+    runs = pr.select_runs(pr.load_runs(str(results)))
+    cpt = next(r for r in runs if pr.label_of(r) == "mlm+full")
+    assert pr.peak_memory(cpt)[0] == 99999.0  # the MLM phase's peak, larger than fine-tuning's
+    assert pr.train_time(cpt) == pytest.approx(30.25 + train["train_time_s"])
+    rows = {row[0]: row for row in table_rows(pr.summary_table(runs))}
+    row, full = rows["mlm+full"], rows["full"]
+    assert row[5] == f"{30.25 + train['train_time_s']:.1f} (MLM 30.2 + fine-tune {train['train_time_s']:.1f})"
+    assert row[6] == f"{train['train_samples_per_s']:.1f}"  # throughput: the fine-tuning phase's
+    assert row[4].startswith("99999.0 (")
+    assert full[5] == f"{train['train_time_s']:.1f}" and full[4].startswith(f"{fine_tune_memory(train):.1f} (")
+    out = tmp_path / "plots"
+    assert pr.main(["--results_dir", str(results), "--output_dir", str(out)]) == 0
+    check_png(out / "train_time.png")
+    assert "| mlm+full |" in (out / pr.SUMMARY_FILE).read_text()
+
+
+def test_two_phase_memory_is_the_max_of_both_phases_whichever_is_larger(results):
+    train = two_phase(results, pre_memory=1.5)["train_info"]
+    run = next(r for r in pr.load_runs(str(results)) if pr.label_of(r) == "mlm+full")
+    assert pr.peak_memory(run)[0] == fine_tune_memory(train)  # fine-tuning's peak is the larger here
+    # No memory recorded for the MLM phase: the fine-tuning peak, and the text does not claim a max of both.
+    run["train_info"]["pretraining"]["memory"] = {}
+    assert pr.peak_memory(run)[0] == fine_tune_memory(train)
+    figure = pr.memory_chart([run], pr.run_labels([run]), pr.method_colours([run]))
+    assert chart_texts(figure) == [f"{fine_tune_memory(train):,.0f} MiB"]
+    pr.plt.close("all")
+
+
+def test_train_time_chart_stacks_the_two_phases(results):
+    train = two_phase(results)["train_info"]
+    runs = pr.select_runs(pr.load_runs(str(results)))
+    labels, colours = pr.run_labels(runs), pr.method_colours(runs)
+    position = [pr.label_of(r) for r in runs].index("mlm+full")
+    total = 30.25 + train["train_time_s"]
+
+    figure = pr.train_time_chart(runs, labels, colours)
+    axis = figure.axes[0]
+    texts = chart_texts(figure)
+    assert texts[position] == f"{total:.1f} s (MLM 30.2 + fine-tune {train['train_time_s']:.1f})"
+    assert all("MLM" not in text for i, text in enumerate(texts) if i != position)
+    bars = [p for p in axis.patches if abs(p.get_y() + p.get_height() / 2 - position) < 1e-9]
+    # The whole bar in the method's colour, and its first part, the MLM phase, hatched over it.
+    assert sorted(round(p.get_width(), 6) for p in bars) == [30.25, round(total, 6)]
+    (hatched,) = [p for p in axis.patches if p.get_hatch()]
+    assert hatched.get_width() == 30.25 and hatched.get_x() == 0
+    assert "hatched: continued pre-training (MLM)" in axis.get_xlabel()
+
+    memory = pr.memory_chart(runs, labels, colours)
+    texts = chart_texts(memory)
+    assert texts[position] == "99,999 MiB (max of MLM and fine-tuning)"
+    assert all("max of" not in text for i, text in enumerate(texts) if i != position)
+    assert memory.axes[0].patches[position].get_width() == 99999.0
+
+    # Without a two-phase run: no hatching and the usual label.
+    plain = [r for r in runs if pr.label_of(r) != "mlm+full"]
+    axis = pr.train_time_chart(plain, pr.run_labels(plain), colours).axes[0]
+    assert not any(p.get_hatch() for p in axis.patches) and axis.get_xlabel() == "training time (s)"
+    pr.plt.close("all")
+
+
+def test_total_time_is_the_sum_of_phases_when_total_is_missing(results):
+    train = two_phase(results)["train_info"]
+    run = next(r for r in pr.load_runs(str(results)) if pr.label_of(r) == "mlm+full")
+    del run["train_info"]["total_train_time_s"]
+    assert pr.train_time(run) == pytest.approx(30.25 + train["train_time_s"])
+
+
+def test_merged_checkpoint_size_is_shown_beside_the_adapter(results):
+    data = clone(results, "lora", "20991231-000000_lora_merged", hours=1)
+    data["train_info"]["merged_checkpoint_size_mib"] = 86.6594
+    (results / "runs" / "20991231-000000_lora_merged" / "results.json").write_text(json.dumps(data))
+    rows = {row[0]: row for row in table_rows(pr.summary_table(pr.select_runs(pr.load_runs(str(results)))))}
+    assert rows["lora"][9] == f"{data['train_info']['checkpoint_size_mib']:.2f} (merged: 86.66)"
+    assert "merged" not in rows["full"][9] and "merged" not in rows["prefix"][9]
+
+
+def test_results_without_the_new_fields_read_as_before(results, tmp_path):
+    """Results written before method labels, two-phase runs and merged exports: grouped by method, plain cells."""
+    for method in METHODS:
+        path = results / "runs" / run_id(results, method) / "results.json"
+        data = json.loads(path.read_text())
+        data["run_info"].pop("method_label", None)
+        for key in ("pretraining", "total_train_time_s", "merged_checkpoint_size_mib"):
+            data["train_info"].pop(key, None)
+        path.write_text(json.dumps(data))
+    clone(results, "lora", "20991231-000000_lora_newer", hours=1)  # same method, no label: replaces the older
+    runs = pr.select_runs(pr.load_runs(str(results)))
+    assert [pr.label_of(r) for r in runs] == list(METHODS) and "20991231-000000_lora_newer" in ids(runs)
+    out = tmp_path / "plots"
+    assert pr.main(["--results_dir", str(results), "--output_dir", str(out)]) == 0
+    for row in table_rows((out / pr.SUMMARY_FILE).read_text()):
+        data = load(results / "runs" / row[-1])
+        assert row[0] == data["run_info"]["method"]
+        assert row[5] == f"{data['train_info']['train_time_s']:.1f}"
+        assert row[9] == f"{data['train_info']['checkpoint_size_mib']:.2f}"
+    for name in pr.PLOT_FILES:
+        check_png(out / name)
+
+
+def test_method_filter_on_the_command_line_takes_a_method_or_a_label(results, tmp_path, capsys):
+    clone(results, "lora", "20991231-000000_lora_all", hours=1, method_label="lora[all_linear]")
+    out = tmp_path / "plots"
+    assert pr.main(["--results_dir", str(results), "--output_dir", str(out), "--method", "lora[all_linear]"]) == 0
+    assert [row[0] for row in table_rows((out / pr.SUMMARY_FILE).read_text())] == ["lora[all_linear]"]
+    assert pr.main(["--results_dir", str(results), "--output_dir", str(out), "--method", "lora"]) == 0
+    assert [row[0] for row in table_rows((out / pr.SUMMARY_FILE).read_text())] == ["lora", "lora[all_linear]"]
+    assert "per (method label, dataset, model)" in (out / pr.SUMMARY_FILE).read_text()
+    # An unknown label: the error lists what there is, by label.
+    assert pr.main(["--results_dir", str(results), "--output_dir", str(out), "--method", "lora[nothing]"]) == 2
+    assert "lora[all_linear]/tweets/" in capsys.readouterr().err
+
+
+LABELS = ("adalora", "bitfit", "bottleneck_adapter", "bottleneck_adapter[pfeiffer]", "continued_pretraining",
+          "dora", "feature_extraction", "full", "ia3", "lora", "lora[all_linear]", "mlm+full", "mlm+lora", "prefix",
+          "prompt_tuning", "prompt_tuning[text]", "ptuning", "qlora")
+
+
+def test_a_dozen_methods_stay_distinct_and_readable(results, tmp_path):
+    for i, label in enumerate(LABELS):
+        clone(results, "lora", f"20991231-{i:06d}_many", hours=1 + i, method_label=label)
+    runs = pr.select_runs(pr.load_runs(str(results)), methods=list(LABELS))
+    assert [pr.label_of(r) for r in runs] == sorted(LABELS)
+    labels, colours, markers = pr.run_labels(runs), pr.method_colours(runs), pr.method_markers(runs)
+    assert len(set(colours.values())) == len(LABELS)  # 18 labels, 18 colours
+    assert len({(colours[m], markers[m]) for m in LABELS}) == len(LABELS)
+    assert colours["adalora"] == pr.PALETTE[0]
+
+    # Learning curves: every run in its label's colour and marker, one legend, below the panels, outside them.
+    figure = pr.learning_curves(runs, labels, colours)
+    figure.canvas.draw()
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == labels
+    assert not any(axis.get_legend() for axis in figure.axes)
+    renderer = figure.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).y1 <= min(a.get_window_extent(renderer).y0 for a in figure.axes)
+    lines = {line.get_label(): line for line in figure.axes[2].get_lines()}
+    for run, label in zip(runs, labels):
+        assert lines[label].get_color() == colours[pr.label_of(run)]
+        assert lines[label].get_marker() == markers[pr.label_of(run)]
+
+    # Accuracy against parameters: numbered points and a legend beside the axes, not 18 overlapping labels.
+    figure = pr.accuracy_chart(runs, labels, colours)
+    figure.canvas.draw()
+    axis = figure.axes[0]
+    assert sorted(int(t.get_text()) for t in axis.texts) == list(range(1, len(LABELS) + 1))
+    assert sorted(t.get_text().split(". ", 1)[1] for t in axis.get_legend().get_texts()) == sorted(labels)
+    renderer = figure.canvas.get_renderer()
+    assert axis.get_legend().get_window_extent(renderer).x0 >= axis.get_window_extent(renderer).x1
+    assert figure.get_window_extent(renderer).x1 >= axis.get_legend().get_window_extent(renderer).x1
+    pr.plt.close("all")
+
+
+def test_bar_texts_fit_inside_the_axes(results):
+    two_phase(results)
+    runs = pr.select_runs(pr.load_runs(str(results)))
+    labels, colours = pr.run_labels(runs), pr.method_colours(runs)
+    for chart in (pr.train_time_chart, pr.memory_chart, pr.params_chart):
+        figure = chart(runs, labels, colours)
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        axis = figure.axes[0].get_window_extent(renderer)
+        for text in figure.axes[0].texts:
+            box = text.get_window_extent(renderer)
+            assert axis.x0 < box.x0 and box.x1 <= axis.x1, (chart.__name__, text.get_text())
+        assert figure.get_window_extent(renderer).x1 >= axis.x1
+    pr.plt.close("all")

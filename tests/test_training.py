@@ -57,7 +57,9 @@ def test_results_schema_field_by_field(trained_runs):
         assert run["label_names"] == ["negative", "neutral", "positive"]
         assert run["head_modules"] == ["classifier"]
         assert run["config"]["training"]["learning_rate"] == {"full": 5e-5, "lora": 1e-3, "prefix": 1e-2}[method]
-        assert set(run["config"]) == {"method", "model", "data", "training", "method_options"}
+        assert set(run["config"]) == {"method", "model", "data", "training", "method_options", "pretraining"}
+        assert run["method_label"] == method and run["base_model_path"] == run["model_resolved_path"]
+        assert run["total_steps"] == 20 and run["method_transform"] is None
         assert (run["peft_config"] is None) == (method == "full")
         assert run["data"]["cleaning"]["duplicate_rows_dropped"] == 915
         started, finished = (dt.datetime.fromisoformat(run[k]) for k in ("started_at", "finished_at"))
@@ -82,7 +84,7 @@ def test_results_schema_field_by_field(trained_runs):
         assert info["test"]["num_examples"] == 64
         best = max(info["history"], key=lambda h: h["val_accuracy"])
         assert info["selection"] == {"metric": "val_accuracy", "best_step": best["step"],
-                                     "best_value": best["val_accuracy"]}
+                                     "best_value": best["val_accuracy"], "rule": "best validation checkpoint"}
         assert info["final_generalization_gap"] == info["history"][-1]["generalization_gap"]
         memory = info["memory"]
         assert memory["device_type"] == "cpu" and memory["peak_rss_mib"] >= memory["rss_at_train_start_mib"] > 50
@@ -93,6 +95,9 @@ def test_results_schema_field_by_field(trained_runs):
                     "cpu_count", "device"):
             assert meta[key] not in (None, ""), key
         assert meta["device"] == "cpu"
+        import bitsandbytes
+
+        assert meta["bitsandbytes"] == bitsandbytes.__version__
         del per_epoch
 
 
@@ -162,7 +167,9 @@ def test_each_method_on_sst2_from_the_shared_folder(tiny_bert, tmp_path, method)
                                                                            "test": 872}
     assert results["run_info"]["data"]["source"]["kind"] == "local"
     if method == "lora":
-        assert results["run_info"]["peft_config"]["target_modules"] == ["query", "value"]
+        # the query and value projections of every block, by an anchored regex (never a suffix match)
+        assert results["run_info"]["peft_config"]["target_modules"] == \
+            r"(.*\.)?(layer|albert_layers)\.\d+\.(attention\.self\.query|attention\.self\.value)"
 
     import inference
 

@@ -1,0 +1,531 @@
+"""Run a whole comparison: methods × data sets × models × seeds, each cell a normal training run, then the
+statistics report (report.md with charts) over the seeds.
+
+    python benchmark.py --preset quick                     # offline, a few minutes on a 2-core CPU
+    python benchmark.py --preset quick --lr_search         # first choose each method's rate on validation
+    python benchmark.py --methods full lora prefix --datasets sst2 --data_dir ../shared/data \
+        --seeds 1 2 3 --run_args "--max_train_samples 8000 --max_eval_samples 1000 --num_train_epochs 1"
+    python benchmark.py --preset sst2_distilbert_full_vs_lora     # a design document's experiment (GPU)
+    python benchmark.py --config my_sweep.yaml --seeds 1 2 3 4 5  # the command line overrides the file
+    python benchmark.py --list_presets
+
+A sweep lives in results/benchmarks/<name>/ (runs/, lr_search/runs/, benchmark.json, logs/, report.md).
+Re-running the same command resumes it: cells whose run completed are skipped, failed or interrupted
+cells run again. Each cell runs as its own process, so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import glob
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from config import METHODS, ConfigError, _check, _read_config_file, parse_args
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+MANIFEST_FILE = "benchmark.json"
+MANIFEST_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    methods: list
+    datasets: list
+    models: list
+    run_args: str = ""
+    method_args: dict = field(default_factory=dict)  # method -> extra options for that method's runs
+    seeds: tuple = (1, 2, 3)
+
+
+# The design documents' experiments, with what they state: model, data set, epochs, maximum length and LoRA's
+# 5e-4 learning rate. What they leave open (other rates, batch size 32, warm-up) is the suite's default.
+PRESETS = {
+    "quick": Preset(
+        "the offline default model (MiniLM) and data (tweets), full fine-tuning, LoRA and prefix tuning, "
+        "2,000 training examples for 1 epoch, 3 seeds: about 10 minutes on a 2-core CPU",
+        ["full", "lora", "prefix"], ["tweets"], ["minilm"],
+        "--max_train_samples 2000 --max_eval_samples 500 --num_train_epochs 1"),
+    "sst2_distilbert_full_vs_lora": Preset(
+        "SST-2, DistilBERT, full fine-tuning vs LoRA (lr 5e-4), 10 epochs (GPU)",
+        ["full", "lora"], ["sst2"], ["distilbert"], "--num_train_epochs 10",
+        {"lora": "--learning_rate 5e-4"}),
+    "imdb_distilbert_full_vs_lora": Preset(
+        "IMDb, DistilBERT, full fine-tuning vs LoRA (lr 5e-4), 3 epochs, max length 256 (GPU)",
+        ["full", "lora"], ["imdb"], ["distilbert"], "--num_train_epochs 3 --max_seq_length 256",
+        {"lora": "--learning_rate 5e-4"}),
+    "imdb_bertbase_full_vs_prefix": Preset(
+        "IMDb, BERT-base, full fine-tuning vs prefix tuning, 3 epochs, max length 256 (GPU)",
+        ["full", "prefix"], ["imdb"], ["bert-base"], "--num_train_epochs 3 --max_seq_length 256"),
+    "nsmc_kluero_full_vs_lora": Preset(
+        "NSMC, klue/roberta-base, full fine-tuning vs LoRA (lr 5e-4), 3 epochs (GPU)",
+        ["full", "lora"], ["nsmc"], ["klue-roberta"], "--num_train_epochs 3", {"lora": "--learning_rate 5e-4"}),
+    "sst2_bertbase_full_vs_prefix": Preset(
+        "SST-2, BERT-base, full fine-tuning vs prefix tuning, 3 epochs (GPU)",
+        ["full", "prefix"], ["sst2"], ["bert-base"], "--num_train_epochs 3"),
+}
+
+
+@dataclass
+class BenchmarkArguments:
+    preset: str | None = field(
+        default=None, metadata={"help": f"A ready-made sweep: {', '.join(PRESETS)} (--list_presets describes them). "
+                                        "Options given as well override the preset's."})
+    name: str | None = field(
+        default=None, metadata={"help": "The sweep's name and folder (<output_dir>/<name>); default: the preset's "
+                                        "name, or 'sweep'. Re-using a name resumes that sweep."})
+    output_dir: str = field(default=os.path.join("results", "benchmarks"),
+                            metadata={"help": "Where sweep folders are created."})
+    methods: list[str] | None = field(default=None, metadata={"help": f"Methods: {', '.join(METHODS)}."})
+    datasets: list[str] | None = field(default=None, metadata={"help": "Data sets (the training scripts' --dataset)."})
+    models: list[str] | None = field(default=None, metadata={"help": "Models (the training scripts' "
+                                                                      "--model_name_or_path: alias, Hub id or folder)."})
+    seeds: list[int] | None = field(default=None, metadata={"help": "Training seeds, one run per seed (default 1 2 3). "
+                                                                    "The data split stays fixed (--split_seed)."})
+    data_dir: str | None = field(default=None, metadata={"help": "The training scripts' --data_dir, e.g. ../shared/data."})
+    run_args: str | None = field(
+        default=None, metadata={"help": "Options added to every run, as one string, e.g. \"--max_train_samples 2000 "
+                                        "--num_train_epochs 1\" (after the preset's, so they win)."})
+    method_args: list[str] | None = field(
+        default=None, metadata={"help": "Options for one method's runs, as 'method=options', e.g. "
+                                        "\"lora=--lora_r 16 --learning_rate 2e-3\" (in a config file: a mapping)."})
+    lr_search: bool = field(
+        default=False, metadata={"help": "Before the sweep, train each method at a few learning rates (one seed) and "
+                                         "keep the one with the best validation accuracy; test results are not used."})
+    lr_search_factors: list[float] = field(
+        default_factory=lambda: [0.3, 1.0, 3.0],
+        metadata={"help": "Learning rates tried: the method's rate times each factor."})
+    lr_search_args: str = field(
+        default="", metadata={"help": "Options added to the search runs only, to budget them, e.g. "
+                                      "\"--max_train_samples 1000\"."})
+    lr_search_seed: int = field(default=1, metadata={"help": "Training seed of the search runs."})
+    report: bool = field(default=True, metadata={"help": "Write report.md and its charts when the sweep ends."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the cells and their commands, run nothing."})
+    list_presets: bool = field(default=False, metadata={"help": "Describe the presets and exit."})
+
+    def __post_init__(self):
+        _check(self.preset is None or self.preset in PRESETS,
+               f"unknown --preset '{self.preset}'; choose one of {', '.join(PRESETS)}")
+        for method in self.methods or []:
+            _check(method in METHODS, f"unknown method '{method}' in --methods; choose from {', '.join(METHODS)}")
+        _check(not self.seeds or len(set(self.seeds)) == len(self.seeds), f"--seeds repeats a seed: {self.seeds}")
+        _check(all(f > 0 for f in self.lr_search_factors) and bool(self.lr_search_factors),
+               "--lr_search_factors must be positive numbers, e.g. 0.3 1 3")
+        _check(self.name is None or (self.name.strip() and "/" not in self.name and self.name not in (".", "..")),
+               f"--name must be a plain folder name, got '{self.name}'")
+
+
+@dataclass
+class Sweep:
+    """The resolved grid: what every cell runs."""
+
+    name: str
+    folder: str
+    methods: list
+    datasets: list
+    models: list
+    seeds: list
+    data_dir: str | None
+    run_args: list
+    method_args: dict
+    lr_search: bool
+    lr_search_factors: list
+    lr_search_args: list
+    lr_search_seed: int
+
+    def settings(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "folder")}
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _split_options(text: str, what: str) -> list:
+    try:
+        return shlex.split(text or "")
+    except ValueError as error:
+        raise ConfigError(f"{what} is not a valid option string ({error}); quote it as one argument") from None
+
+
+def _method_args(values) -> dict:
+    """'lora=--lora_r 16' strings (command line) or a {method: options} mapping (config file)."""
+    if isinstance(values, dict):
+        pairs = values.items()
+    else:
+        pairs = []
+        for value in values or []:
+            _check("=" in value, f"--method_args '{value}' needs the form method=options, e.g. 'lora=--lora_r 16'")
+            pairs.append(value.split("=", 1))
+    result = {}
+    for method, options in pairs:
+        _check(method in METHODS, f"unknown method '{method}' in --method_args; choose from {', '.join(METHODS)}")
+        result[method] = _split_options(options, f"--method_args for {method}")
+    return result
+
+
+def parse_benchmark_args(argv: list[str]) -> tuple[BenchmarkArguments, dict]:
+    """The command line over an optional --config file; returns the arguments and the file's method_args."""
+    from config import _Parser
+
+    parser = _Parser(BenchmarkArguments, prog="benchmark.py",
+                     description="Run a grid of fine-tuning runs over seeds and write the statistics report.")
+    parser.add_argument("--config", default=None, help="A JSON or YAML file of these options; the command line "
+                                                       "overrides it. method_args may be a mapping there.")
+    file_method_args = {}
+    if "--config" in argv:
+        index = argv.index("--config")
+        _check(index + 1 < len(argv), "--config needs a file name")
+        values = _read_config_file(argv[index + 1])
+        allowed = {f.name for f in dataclasses.fields(BenchmarkArguments)}
+        unknown = sorted(set(values) - allowed)
+        _check(not unknown, f"config file '{argv[index + 1]}' has unknown option(s) {', '.join(unknown)}; "
+                            "see --help for the valid names")
+        if isinstance(values.get("method_args"), dict):
+            file_method_args = values.pop("method_args")
+        parser.set_defaults(**{k: (v if isinstance(v, (list, bool)) or v is None else str(v)) for k, v in values.items()})
+    try:
+        outputs = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True, look_for_args_file=False)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error).splitlines()[0]) from None
+    args, remaining = outputs[0], outputs[-1]
+    _check(not remaining, f"unrecognized arguments: {' '.join(remaining)} (run with --help to see every option)")
+    return args, file_method_args
+
+
+def resolve(args: BenchmarkArguments, file_method_args: dict) -> Sweep:
+    preset = PRESETS.get(args.preset) if args.preset else None
+    methods = args.methods or (preset.methods if preset else None)
+    _check(bool(methods), "no methods: give --preset (e.g. quick) or --methods (e.g. full lora)")
+    method_args = {m: _split_options(o, f"the preset's options for {m}") for m, o in
+                   (preset.method_args if preset else {}).items()}
+    for method, options in (_method_args(file_method_args) | _method_args(args.method_args)).items():
+        method_args[method] = method_args.get(method, []) + options
+    name = args.name or args.preset or "sweep"
+    return Sweep(
+        name=name, folder=os.path.join(args.output_dir, name), methods=list(methods),
+        datasets=list(args.datasets or (preset.datasets if preset else ["tweets"])),
+        models=list(args.models or (preset.models if preset else ["minilm"])),
+        seeds=list(args.seeds or (preset.seeds if preset else (1, 2, 3))),
+        data_dir=args.data_dir,
+        run_args=_split_options(preset.run_args if preset else "", "the preset's options")
+        + _split_options(args.run_args, "--run_args"),
+        method_args={m: o for m, o in method_args.items() if m in methods},
+        lr_search=args.lr_search, lr_search_factors=list(args.lr_search_factors),
+        lr_search_args=_split_options(args.lr_search_args, "--lr_search_args"), lr_search_seed=args.lr_search_seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cells
+
+
+@dataclass
+class Cell:
+    kind: str  # "run", or "lr_search"
+    method: str
+    dataset: str
+    model: str
+    seed: int
+    learning_rate: float | None = None
+
+    @property
+    def group(self) -> str:
+        return f"{self.method}|{self.dataset}|{self.model}"
+
+    @property
+    def cell_id(self) -> str:
+        model = "".join(c if c.isalnum() or c in ".-" else "-" for c in os.path.basename(self.model.rstrip("/")))
+        base = f"{self.method}-{self.dataset}-{model}-seed{self.seed}"
+        return f"lr{self.learning_rate:g}-{base}" if self.kind == "lr_search" else base
+
+    def output_dir(self, sweep: Sweep) -> str:
+        return os.path.join(sweep.folder, "lr_search") if self.kind == "lr_search" else sweep.folder
+
+    def argv(self, sweep: Sweep, learning_rate: float | None = None) -> list[str]:
+        args = ["--model_name_or_path", self.model, "--dataset", self.dataset, "--seed", str(self.seed),
+                "--output_dir", self.output_dir(sweep), "--run_name", self.cell_id]
+        args += ["--data_dir", sweep.data_dir] if sweep.data_dir else []
+        args += sweep.run_args + sweep.method_args.get(self.method, [])
+        if self.kind == "lr_search":
+            args += sweep.lr_search_args + ["--learning_rate", f"{self.learning_rate:g}", "--save_model", "false"]
+        elif learning_rate is not None:
+            args += ["--learning_rate", f"{learning_rate:g}"]
+        return args
+
+
+def base_learning_rate(sweep: Sweep, method: str) -> float:
+    """The rate a method would run at in this sweep: its default, or what its options set."""
+    return parse_args(method, Cell("run", method, sweep.datasets[0], sweep.models[0], 1).argv(sweep)
+                      ).training.learning_rate
+
+
+def search_cells(sweep: Sweep) -> list[Cell]:
+    cells = []
+    for dataset in sweep.datasets:
+        for model in sweep.models:
+            for method in sweep.methods:
+                base = base_learning_rate(sweep, method)
+                cells += [Cell("lr_search", method, dataset, model, sweep.lr_search_seed, float(f"{base * f:.3g}"))
+                          for f in sweep.lr_search_factors]
+    return cells
+
+
+def run_cells(sweep: Sweep) -> list[Cell]:
+    return [Cell("run", method, dataset, model, seed) for dataset in sweep.datasets for model in sweep.models
+            for method in sweep.methods for seed in sweep.seeds]
+
+
+def find_runs(output_dir: str) -> dict:
+    """{run_name: [results, ...]} of every run folder under output_dir/runs, newest last."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(output_dir, "runs", "*", "results.json"))):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                results = json.load(handle)
+            name = results["run_info"]["config"]["training"]["run_name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable or foreign: not a cell's run
+        found.setdefault(name, []).append(results)
+    for runs in found.values():
+        runs.sort(key=lambda r: (r["run_info"].get("started_at") or "", r["run_info"]["run_id"]))
+    return found
+
+
+def completed_run(cell: Cell, sweep: Sweep) -> dict | None:
+    runs = [r for r in find_runs(cell.output_dir(sweep)).get(cell.cell_id, [])
+            if r["run_info"].get("status") == "completed"]
+    return runs[-1] if runs else None
+
+
+def choose_learning_rate(candidates: list[dict]) -> dict | None:
+    """Best validation accuracy; ties go to the lower validation loss, then the lower rate."""
+    usable = [c for c in candidates if c.get("best_val_accuracy") is not None]
+    if not usable:
+        return None
+    return min(usable, key=lambda c: (-c["best_val_accuracy"], c["best_val_loss"], c["learning_rate"]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running
+
+
+def _die_with_parent() -> None:
+    """In the child: receive SIGINT when the benchmark process dies (even by SIGKILL), so that an orphaned run
+    stops and records itself as interrupted instead of finishing unobserved beside a re-run of its cell."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """Which cell, how far, time so far and an estimate of what remains (from cells run in this invocation)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.started = total, 0, time.monotonic()
+        self.durations: dict[str, list[float]] = {}
+
+    def estimate(self, remaining: list[Cell]) -> str:
+        if not self.durations:
+            return "remaining: estimated after the first cell"
+        overall = [d for ds in self.durations.values() for d in ds]
+        seconds = sum(sum(self.durations.get(c.method, overall)) / len(self.durations.get(c.method, overall))
+                      for c in remaining)
+        return f"remaining ≈ {_clock(seconds)}"
+
+    def start(self, cell: Cell, remaining: list[Cell]) -> None:
+        self.done += 1
+        what = f"lr {cell.learning_rate:g} search" if cell.kind == "lr_search" else "run"
+        print(f"[{self.done}/{self.total}] {cell.method} · {cell.dataset} · {cell.model} · seed {cell.seed} ({what}); "
+              f"elapsed {_clock(time.monotonic() - self.started)}; {self.estimate(remaining)}", flush=True)
+
+    def skip(self, cell: Cell, run: dict) -> None:
+        self.done += 1
+        print(f"[{self.done}/{self.total}] {cell.cell_id}: already completed ({run['run_info']['run_id']}), skipped",
+              flush=True)
+
+    def finish(self, cell: Cell, seconds: float) -> None:
+        self.durations.setdefault(cell.method, []).append(seconds)
+
+
+def run_cell(cell: Cell, sweep: Sweep, learning_rate: float | None) -> tuple[int, float]:
+    """One training run in its own process, its output in logs/<cell id>.log; returns (exit status, seconds)."""
+    os.makedirs(os.path.join(sweep.folder, "logs"), exist_ok=True)
+    command = [sys.executable, os.path.join(ROOT, f"train_{cell.method}.py")] + cell.argv(sweep, learning_rate)
+    log_path = os.path.join(sweep.folder, "logs", f"{cell.cell_id}.log")
+    start = time.monotonic()
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {shlex.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        try:
+            status = process.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the child too (same process group); let it record itself as interrupted.
+            process.send_signal(signal.SIGINT)
+            process.wait()
+            raise
+    return status, time.monotonic() - start
+
+
+def write_manifest(sweep: Sweep, cells: list[dict], lr_choices: dict, state: str) -> None:
+    from runner import write_json_atomic
+
+    path = os.path.join(sweep.folder, MANIFEST_FILE)
+    created = None
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            created = json.load(handle).get("created_at")
+    now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    write_json_atomic(path, {
+        "schema_version": MANIFEST_SCHEMA_VERSION, "name": sweep.name, "state": state,
+        "settings": sweep.settings(), "settings_fingerprint": sweep.fingerprint(),
+        "created_at": created or now, "updated_at": now, "command": shlex.join(["benchmark.py"] + sys.argv[1:]),
+        "lr_search": lr_choices, "cells": cells})
+
+
+def check_folder(sweep: Sweep) -> None:
+    """A sweep folder is only resumed by the same settings; anything else would mix incomparable runs."""
+    path = os.path.join(sweep.folder, MANIFEST_FILE)
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} is unreadable ({error}); move the folder away or give --name") from None
+    if previous.get("settings_fingerprint") != sweep.fingerprint():
+        old = previous.get("settings", {})
+        differing = sorted(k for k in set(old) | set(sweep.settings()) if old.get(k) != sweep.settings().get(k))
+        raise ConfigError(f"{sweep.folder} holds a sweep with other settings (differing: {', '.join(differing)}); "
+                          f"give --name for a new sweep, or re-run it with its own settings to resume it")
+
+
+def _cell_record(cell: Cell, status: str, run: dict | None, seconds: float | None, learning_rate=None) -> dict:
+    return {"cell_id": cell.cell_id, "kind": cell.kind, "method": cell.method, "dataset": cell.dataset,
+            "model": cell.model, "seed": cell.seed, "learning_rate": cell.learning_rate or learning_rate,
+            "status": status, "run_id": run["run_info"]["run_id"] if run else None,
+            "test_accuracy": (run["train_info"].get("test") or {}).get("accuracy") if run and cell.kind == "run"
+            else None, "wall_time_s": None if seconds is None else round(seconds, 1)}
+
+
+def execute(sweep: Sweep, dry_run: bool = False) -> int:
+    searches = search_cells(sweep) if sweep.lr_search else []
+    runs = run_cells(sweep)
+    for cell in searches + runs:  # every cell's options are checked before anything runs
+        parse_args(cell.method, cell.argv(sweep, 1e-3 if cell.kind == "run" and sweep.lr_search else None))
+    if dry_run:
+        for cell in searches + runs:
+            print(f"{cell.cell_id}: python train_{cell.method}.py {shlex.join(cell.argv(sweep))}")
+        print(f"{len(searches) + len(runs)} cells; nothing run (--dry_run)")
+        return 0
+    check_folder(sweep)
+    os.makedirs(sweep.folder, exist_ok=True)
+    print(f"sweep {sweep.name} in {sweep.folder}: {len(sweep.methods)} method(s) × {len(sweep.datasets)} data "
+          f"set(s) × {len(sweep.models)} model(s) × {len(sweep.seeds)} seed(s) = {len(runs)} runs"
+          + (f", after {len(searches)} learning-rate search runs" if searches else ""), flush=True)
+    progress = Progress(len(searches) + len(runs))
+    records: list[dict] = []
+    lr_choices: dict = {}
+    write_manifest(sweep, records, lr_choices, "running")
+    failed = 0
+    try:
+        for index, cell in enumerate(searches + runs):
+            if cell.kind == "run" and sweep.lr_search and cell.group not in lr_choices:
+                lr_choices[cell.group] = _search_result(cell, searches, sweep)
+            chosen = (lr_choices.get(cell.group) or {}).get("chosen_learning_rate") if cell.kind == "run" else None
+            done = completed_run(cell, sweep)
+            if done is not None:
+                progress.skip(cell, done)
+                records.append(_cell_record(cell, "completed", done, None, chosen))
+                continue
+            progress.start(cell, (searches + runs)[index + 1:])
+            status, seconds = run_cell(cell, sweep, chosen)
+            progress.finish(cell, seconds)
+            done = completed_run(cell, sweep)
+            if status == 0 and done is not None:
+                test = done["train_info"]["test"]
+                print(f"    completed in {seconds:.0f} s: best validation accuracy "
+                      f"{done['train_info']['best_val']['val_accuracy']:.4f}"
+                      + (f", test accuracy {test['accuracy']:.4f}" if cell.kind == "run" else ""), flush=True)
+                records.append(_cell_record(cell, "completed", done, seconds, chosen))
+            else:
+                failed += 1
+                print(f"    failed (exit status {status}) after {seconds:.0f} s; see "
+                      f"{os.path.join(sweep.folder, 'logs', cell.cell_id + '.log')}", flush=True)
+                records.append(_cell_record(cell, "failed", None, seconds, chosen))
+            write_manifest(sweep, records, lr_choices, "running")
+    except KeyboardInterrupt:
+        write_manifest(sweep, records, lr_choices, "interrupted")
+        print(f"interrupted; re-run the same command to resume (completed cells are kept)", file=sys.stderr)
+        return 130
+    write_manifest(sweep, records, lr_choices, "completed" if not failed else "completed with failures")
+    print(f"sweep done in {_clock(time.monotonic() - progress.started)}: "
+          f"{sum(r['status'] == 'completed' for r in records)} of {len(records)} cells completed", flush=True)
+    return 1 if failed else 0
+
+
+def _search_result(cell: Cell, searches: list[Cell], sweep: Sweep) -> dict:
+    candidates = []
+    for search in (s for s in searches if s.group == cell.group):
+        run = completed_run(search, sweep)
+        best = run["train_info"]["best_val"] if run else {}
+        candidates.append({"learning_rate": search.learning_rate, "run_id": run["run_info"]["run_id"] if run else None,
+                           "best_val_accuracy": best.get("val_accuracy"), "best_val_loss": best.get("val_loss")})
+    chosen = choose_learning_rate(candidates)
+    if chosen is None:
+        print(f"    warning: every learning-rate search run of {cell.group} failed; its runs use the method's rate",
+              flush=True)
+    else:
+        print(f"    {cell.method} on {cell.dataset} with {cell.model}: learning rate {chosen['learning_rate']:g} "
+              f"(validation accuracy {chosen['best_val_accuracy']:.4f}; tried "
+              f"{', '.join(format(c['learning_rate'], 'g') for c in candidates)})", flush=True)
+    return {"candidates": candidates, "chosen_learning_rate": chosen["learning_rate"] if chosen else None,
+            "selected_on": "best validation accuracy of one seed (ties: lower validation loss)"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, file_method_args = parse_benchmark_args(argv)
+        if args.list_presets:
+            for name, preset in PRESETS.items():
+                print(f"{name}: {preset.description}")
+            return 0
+        sweep = resolve(args, file_method_args)
+        status = execute(sweep, args.dry_run)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.report and not args.dry_run and status != 130:
+        import report
+
+        try:
+            path = report.write_report(sweep.folder, command=f"python report.py --results_dir {sweep.folder}")
+            print(f"report: {path}")
+        except report.ReportError as error:
+            print(f"error: no report: {error}", file=sys.stderr)
+            return status or 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Tests for benchmark.py: the grid and its commands, refusals before anything runs, the learning-rate choice,
+and real sweeps of the tiny BERT: one killed mid-cell and resumed, one with a learning-rate search."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import benchmark  # noqa: E402
+
+# Small enough to take seconds, long enough (60 steps, 3 evaluations) for a kill to land mid-training.
+TINY_RUN = ("--max_train_samples 640 --max_eval_samples 64 --max_steps 60 --per_device_train_batch_size 16 "
+            "--logging_steps 5 --save_model false")
+
+
+def cells_of(output: str) -> list[str]:
+    return [line.split(":")[0] for line in output.splitlines() if ": python train_" in line]
+
+
+def test_quick_preset_grid_and_commands(capsys):
+    assert benchmark.main(["--preset", "quick", "--dry_run"]) == 0
+    output = capsys.readouterr().out
+    cells = cells_of(output)
+    assert cells == [f"{m}-tweets-minilm-seed{s}" for m in ("full", "lora", "prefix") for s in (1, 2, 3)]
+    line = next(line for line in output.splitlines() if line.startswith("lora-tweets-minilm-seed2:"))
+    for part in ("python train_lora.py", "--seed 2", "--run_name lora-tweets-minilm-seed2", "--max_train_samples 2000",
+                 "--output_dir results/benchmarks/quick"):
+        assert part in line
+    assert "9 cells; nothing run" in output
+
+
+def test_design_document_presets_carry_their_settings(capsys):
+    assert benchmark.main(["--preset", "imdb_distilbert_full_vs_lora", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lora = next(line for line in lines if line.startswith("lora-imdb-distilbert-seed1"))
+    full = next(line for line in lines if line.startswith("full-imdb-distilbert-seed1"))
+    assert "--max_seq_length 256" in full and "--num_train_epochs 3" in full and "--learning_rate" not in full
+    assert lora.endswith("--learning_rate 5e-4")
+    assert benchmark.main(["--list_presets"]) == 0
+    assert set(benchmark.PRESETS) <= {line.split(":")[0] for line in capsys.readouterr().out.splitlines()}
+
+
+def test_command_line_overrides_a_config_file_and_lr_search_cells_come_first(tmp_path, capsys):
+    config = tmp_path / "sweep.yaml"
+    config.write_text("methods: [full, lora]\nseeds: [7, 8]\nrun_args: --num_train_epochs 1\n"
+                      "method_args:\n  lora: --lora_r 4\nlr_search_factors: [0.5, 2]\n")
+    assert benchmark.main(["--config", str(config), "--seeds", "5", "--lr_search", "--dry_run"]) == 0
+    output = capsys.readouterr().out
+    assert cells_of(output) == ["lr2.5e-05-full-tweets-minilm-seed1", "lr0.0001-full-tweets-minilm-seed1",
+                                "lr0.0005-lora-tweets-minilm-seed1", "lr0.002-lora-tweets-minilm-seed1",
+                                "full-tweets-minilm-seed5", "lora-tweets-minilm-seed5"]
+    lora = next(line for line in output.splitlines() if line.startswith("lora-tweets-minilm-seed5"))
+    assert "--num_train_epochs 1" in lora and "--lora_r 4" in lora
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--methods", "lora", "sgd"], "unknown method 'sgd' in --methods"),
+    (["--preset", "fast"], "unknown --preset 'fast'"),
+    (["--methods", "lora", "--seeds", "1", "1"], "--seeds repeats a seed"),
+    (["--methods", "lora", "--method_args", "lora --lora_r 4"], "needs the form method=options"),
+    (["--methods", "lora", "--run_args", "--learning_rate -1"], "--learning_rate must be positive"),
+    (["--methods", "lora", "--run_args", "--no_such_option 3"], "unrecognized arguments: --no_such_option"),
+    (["--methods", "lora", "--run_args", "--dataset 'sst2"], "is not a valid option string"),
+    (["--methods", "lora", "--lr_search_factors", "0"], "--lr_search_factors must be positive"),
+    ([], "no methods"),
+])
+def test_bad_input_is_refused_with_one_line_before_anything_runs(arguments, message, tmp_path, capsys):
+    status = benchmark.main(arguments + ["--output_dir", str(tmp_path / "sweeps")])
+    error = capsys.readouterr().err
+    assert status == 2 and error.count("\n") == 1 and message in error, error
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_choose_learning_rate_by_validation_accuracy_then_loss():
+    candidates = [{"learning_rate": 1e-4, "best_val_accuracy": 0.80, "best_val_loss": 0.50},
+                  {"learning_rate": 1e-3, "best_val_accuracy": 0.85, "best_val_loss": 0.45},
+                  {"learning_rate": 3e-3, "best_val_accuracy": 0.85, "best_val_loss": 0.40},
+                  {"learning_rate": 1e-2, "best_val_accuracy": None, "best_val_loss": None}]
+    assert benchmark.choose_learning_rate(candidates)["learning_rate"] == 3e-3
+    assert benchmark.choose_learning_rate(candidates[-1:]) is None
+
+
+def runs_by_cell(sweep: Path) -> dict:
+    return {name: [(r["run_info"]["run_id"], r["run_info"]["status"]) for r in runs]
+            for name, runs in benchmark.find_runs(str(sweep)).items()}
+
+
+def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny_bert, tmp_path):
+    sweep = tmp_path / "sweeps" / "resume"
+    command = [sys.executable, str(ROOT / "benchmark.py"), "--methods", "full", "lora", "--models", tiny_bert,
+               "--seeds", "1", "2", "--name", "resume", "--output_dir", str(tmp_path / "sweeps"),
+               "--run_args", TINY_RUN]
+    model = Path(tiny_bert).name
+    first, killed = f"full-tweets-{model}-seed1", f"full-tweets-{model}-seed2"
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 240
+        while killed not in runs_by_cell(sweep):  # the second cell has started training
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    # The orphaned training run is told (SIGINT) that its sweep died, and records itself as interrupted.
+    deadline = time.monotonic() + 60
+    while runs_by_cell(sweep)[killed][0][1] == "running":
+        assert time.monotonic() < deadline, "the orphaned run kept running"
+        time.sleep(0.1)
+    before = runs_by_cell(sweep)
+    assert before[first] == [(before[first][0][0], "completed")]
+    assert [status for _, status in before[killed]] == ["interrupted"]
+    assert set(before) == {first, killed}
+
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{first}: already completed ({before[first][0][0]}), skipped" in result.stdout
+    assert "[4/4]" in result.stdout and "remaining ≈" in result.stdout
+    after = runs_by_cell(sweep)
+    assert set(after) == {first, killed, f"lora-tweets-{model}-seed1", f"lora-tweets-{model}-seed2"}
+    assert after[first] == before[first]  # not run again
+    assert [status for _, status in after[killed]] == ["interrupted", "completed"]
+    for cell in after:
+        assert [status for _, status in after[cell]].count("completed") == 1
+    manifest = json.loads((sweep / "benchmark.json").read_text())
+    assert manifest["state"] == "completed"
+    assert sorted(c["cell_id"] for c in manifest["cells"]) == sorted(after)
+    assert all(c["status"] == "completed" for c in manifest["cells"])
+    text = (sweep / "report.md").read_text()
+    for runs in after.values():
+        (completed,) = [run_id for run_id, status in runs if status == "completed"]
+        assert text.count(f"[{completed}]") == 1  # once in the table of runs behind the numbers
+    assert before[killed][0][0] not in text  # the interrupted run is no source of any number
+
+    # Same name, other settings: refused, so that incomparable runs never mix in one sweep.
+    refused = subprocess.run(command[:-1] + [TINY_RUN + " --weight_decay 0"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=120)
+    assert refused.returncode == 2 and "holds a sweep with other settings (differing: run_args)" in refused.stderr
+
+
+def test_learning_rate_search_picks_the_best_validation_rate_and_uses_it(tiny_bert, tmp_path, capsys):
+    status = benchmark.main(["--methods", "lora", "--models", tiny_bert, "--seeds", "3", "--name", "lr",
+                             "--output_dir", str(tmp_path), "--run_args", TINY_RUN, "--lr_search",
+                             "--lr_search_factors", "0.01", "10", "--report", "false"])
+    assert status == 0, capsys.readouterr()
+    manifest = json.loads((tmp_path / "lr" / "benchmark.json").read_text())
+    (choice,) = manifest["lr_search"].values()
+    searched = {r["run_info"]["config"]["training"]["learning_rate"]: r["train_info"]["best_val"]
+                for runs in benchmark.find_runs(str(tmp_path / "lr" / "lr_search")).values() for r in runs}
+    assert sorted(searched) == [1e-5, 1e-2]
+    best = max(searched, key=lambda lr: (searched[lr]["val_accuracy"], -searched[lr]["val_loss"]))
+    assert choice["chosen_learning_rate"] == best
+    (main_runs,) = benchmark.find_runs(str(tmp_path / "lr")).values()
+    assert main_runs[0]["run_info"]["config"]["training"]["learning_rate"] == best
+    assert main_runs[0]["run_info"]["seed"] == 3
+    assert not (tmp_path / "lr" / "report.md").exists()

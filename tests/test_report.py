@@ -1,0 +1,192 @@
+"""Tests for report.py: the statistics report over seeds, on copies of real tiny runs whose test predictions
+and figures are set by hand, so that every number in the report can be checked against a hand computation."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import plot_results  # noqa: E402
+import report  # noqa: E402
+import stats  # noqa: E402
+
+T_975_2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))  # Student t, 2 degrees of freedom, closed form
+LABELS = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1]  # 20 test examples
+# Which test examples each run gets right: full is right on its first k, LoRA on a fixed pattern per seed.
+CORRECT = {
+    ("full", 1): [1] * 16 + [0] * 4,
+    ("full", 2): [1] * 15 + [0] * 5,
+    ("full", 3): [1] * 17 + [0] * 3,
+    ("lora", 1): [0, 0, 0] + [1] * 12 + [0] * 5,
+    ("lora", 2): [1] * 10 + [0] * 10,
+    ("lora", 3): [1] * 14 + [0] * 2 + [1] * 2 + [0] * 2,
+}
+TRAIN_TIME = {("full", 1): 100.0, ("full", 2): 110.0, ("full", 3): 120.0,
+              ("lora", 1): 80.0, ("lora", 2): 82.0, ("lora", 3): 84.0}
+
+
+def write_run(root: Path, template: dict, method: str, seed: int, correct: list, run_id: str | None = None,
+              **config_changes) -> Path:
+    data = json.loads(json.dumps(template))
+    run_id = run_id or f"2026112{seed}-120000_{method}_tweets_tiny-seed{seed}"
+    info, train = data["run_info"], data["train_info"]
+    info.update(run_id=run_id, seed=seed, method=method, method_label=method,
+                started_at=f"2026-11-2{seed}T12:00:00+00:00")
+    info["config"]["training"]["seed"] = seed
+    info["config"]["training"]["run_name"] = f"{method}-seed{seed}"
+    for key, value in config_changes.items():
+        section, name = key.split("__")
+        info["config"][section][name] = value
+    train["test"]["accuracy"] = sum(correct) / len(correct)
+    train["train_time_s"] = TRAIN_TIME.get((method, seed), 90.0)
+    train.pop("total_train_time_s", None)
+    train.pop("pretraining", None)
+    folder = root / "runs" / run_id
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(data))
+    predictions = [label if ok else (label + 1) % 3 for label, ok in zip(LABELS, correct)]
+    (folder / "test_predictions.json").write_text(json.dumps({"labels": LABELS, "predictions": predictions}))
+    return folder
+
+
+@pytest.fixture
+def sweep(trained_runs, tmp_path) -> tuple[Path, dict]:
+    """Three seeds each of full fine-tuning and LoRA, built from the real tiny full run's results."""
+    template = json.loads((Path(trained_runs["full"]) / "results.json").read_text())
+    root = tmp_path / "sweep"
+    for (method, seed), correct in CORRECT.items():
+        write_run(root, template, method, seed, correct)
+    return root, template
+
+
+def table(text: str, heading: str) -> list[list[str]]:
+    """Rows of the first Markdown table after the line `heading` starts."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("| ") and not line.startswith("|---"):
+            rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+        elif rows and not line.startswith("|"):
+            break
+    return rows[1:]  # without the header
+
+
+def test_table_has_mean_std_and_t_interval_computed_by_hand(sweep):
+    root, _ = sweep
+    text = Path(report.write_report(str(root))).read_text()
+    rows = {row[0]: row for row in table(text, "## tweets")}
+    assert set(rows) == {"full", "lora"}
+    accuracies = [0.80, 0.75, 0.85]  # 16, 15, 17 of 20
+    mean, std = np.mean(accuracies), np.std(accuracies, ddof=1)
+    half = T_975_2 * std / math.sqrt(3)
+    assert rows["full"][1] == "3"
+    assert rows["full"][6] == f"{mean:.4f} ± {std:.4f} [{mean - half:.4f}, {mean + half:.4f}]"
+    assert rows["full"][4] == "110.0 ± 10.0"  # 100, 110, 120 s
+    assert rows["lora"][4] == "82.0 ± 2.0"
+    assert rows["lora"][6].startswith(f"{np.mean([12 / 20, 10 / 20, 16 / 20]):.4f} ± ")
+
+
+def test_comparison_against_full_matches_hand_counts(sweep):
+    root, _ = sweep
+    text = Path(report.write_report(str(root), n_resamples=2000)).read_text()
+    (row,) = table(text, "### Against full")
+    assert row[0] == "lora" and row[1] == "1, 2, 3"
+    difference = np.mean([12 / 20, 10 / 20, 16 / 20]) - np.mean([16 / 20, 15 / 20, 17 / 20])
+    assert row[2].startswith(f"{difference:+.4f} [")
+    # Seed 1: LoRA right where full is wrong on 0 examples (16..19 LoRA wrong too), full right where LoRA is
+    # wrong on examples 0-2 and 15: b=0, c=4, exact p = 2 * C(4,0) / 2^4 = 0.125.
+    assert "seed 1: 0.125 (0/4)" in row[4]
+    # Seed 2: LoRA right on 0-9, full on 0-14: b=0, c=5, p = 2/32 = 0.0625.
+    assert "seed 2: 0.0625 (0/5)" in row[4]
+    # Seed 3: LoRA right on 0-13, 16, 17; full on 0-16: b=1 (example 17), c=2 (14, 15), p = 2 * 4/8 = 1.
+    lora3, full3 = np.array(CORRECT[("lora", 3)]), np.array(CORRECT[("full", 3)])
+    b, c = int(((lora3 == 1) & (full3 == 0)).sum()), int(((lora3 == 0) & (full3 == 1)).sum())
+    assert (b, c) == (1, 2)
+    assert "seed 3: 1 (1/2)" in row[4]
+    p = min(1.0, 2 * sum(math.comb(b + c, k) for k in range(min(b, c) + 1)) / 2 ** (b + c))
+    assert f"seed 3: {p:.3g} ({b}/{c})" in row[4]
+    # The bootstrap row is the paired bootstrap of exactly these arrays.
+    expected = stats.paired_bootstrap(np.array([CORRECT[("lora", s)] for s in (1, 2, 3)]),
+                                      np.array([CORRECT[("full", s)] for s in (1, 2, 3)]), 2000, 0)
+    assert row[2] == f"{expected['difference']:+.4f} [{expected['ci_low']:+.4f}, {expected['ci_high']:+.4f}]"
+    assert expected["ci_high"] < 0  # LoRA is worse on every seed here, and the interval says so
+
+
+def test_every_number_names_its_runs_and_charts_are_written(sweep):
+    root, _ = sweep
+    path = Path(report.write_report(str(root)))
+    text = path.read_text()
+    rows = table(text, "## Runs behind the numbers")
+    assert len(rows) == 6
+    for row in rows:
+        link = row[-1].split("](")[1].rstrip(")")
+        assert (path.parent / link).is_file(), link
+        data = json.loads((path.parent / link).read_text())
+        assert f"{data['train_info']['test']['accuracy']:.4f}" == row[3]
+    for name in ("pareto_tweets_tiny_bert", "curves_tweets_tiny_bert"):
+        matches = list(path.parent.glob(f"{name}*.png"))
+        assert len(matches) == 1 and matches[0].read_bytes()[:4] == b"\x89PNG"
+        assert f"]({matches[0].name})" in text
+    assert "Environment: cpu" in text and "torch " in text
+
+
+def test_repeated_seed_keeps_the_newest_and_differing_settings_are_noted(sweep):
+    root, template = sweep
+    newer = write_run(root, template, "full", 1, [1] * 20, run_id="20261130-120000_full_tweets_tiny-again")
+    data = json.loads((newer / "results.json").read_text())
+    data["run_info"]["started_at"] = "2026-11-30T12:00:00+00:00"
+    (newer / "results.json").write_text(json.dumps(data))
+    write_run(root, template, "lora", 4, [1] * 20, training__learning_rate=0.5)
+    text = Path(report.write_report(str(root))).read_text()
+    assert "1 older run(s) of a seed that was run again left out" in text
+    assert "its runs differ in training.learning_rate besides the seed" in text
+    full = {row[0]: row for row in table(text, "## tweets")}["full"]
+    assert full[6].startswith(f"{np.mean([1.0, 0.75, 0.85]):.4f} ± ")
+
+
+def test_runs_on_other_test_examples_or_seeds_are_not_compared(sweep):
+    root, template = sweep
+    for folder in (root / "runs").glob("*_lora_*"):
+        saved = json.loads((folder / "test_predictions.json").read_text())
+        saved["labels"] = saved["labels"][::-1]
+        (folder / "test_predictions.json").write_text(json.dumps(saved))
+    text = Path(report.write_report(str(root))).read_text()
+    assert "not compared: the test examples differ" in text
+    write_run(root, template, "prefix", 9, [1] * 20)
+    text = Path(report.write_report(str(root))).read_text()
+    assert "| prefix | – | not compared: no seed in common |" in text
+
+
+def test_plot_results_report_flag_and_errors(sweep, tmp_path, capsys):
+    root, _ = sweep
+    assert plot_results.main(["--report", "--results_dir", str(root)]) == 0
+    assert (root / "report.md").is_file()
+    assert "plot_results.py --report" in (root / "report.md").read_text()
+    empty = tmp_path / "empty"
+    (empty / "runs").mkdir(parents=True)
+    assert report.main(["--results_dir", str(empty)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no completed runs" in error
+    assert not (empty / "report.md").exists()
+    assert report.main(["--results_dir", str(tmp_path / "missing")]) == 2
+    assert report.main(["--results_dir", str(root), "--n_resamples", "5"]) == 2
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(10, 0.8), (5, 0.7), (20, 0.79), (1, 0.6), (30, 0.9), (5, 0.65)]
+    assert report.pareto_front(points) == [(1, 0.6), (5, 0.7), (10, 0.8), (30, 0.9)]
+
+
+def test_broken_prediction_file_is_one_clear_error(sweep):
+    root, _ = sweep
+    folder = next((root / "runs").glob("*_lora_*"))
+    (folder / "test_predictions.json").write_text("{broken")
+    with pytest.raises(report.ReportError, match="test_predictions.json is unreadable"):
+        report.write_report(str(root))
+    assert not (root / "report.md").exists()
