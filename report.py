@@ -228,7 +228,7 @@ def _p(value: float, resolution: float | None = None) -> str:
 
 
 def _slug(*parts: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", "_".join(parts)).strip("-")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts)).strip("-")
 
 
 def section(dataset: str, model: str, groups: dict, reference: str | None, n_resamples: int, out_dir: str,

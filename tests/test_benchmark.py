@@ -31,8 +31,8 @@ def test_quick_preset_grid_and_commands(capsys):
     cells = cells_of(output)
     assert cells == [f"{m}-tweets-minilm-seed{s}" for m in ("full", "lora", "prefix") for s in (1, 2, 3)]
     line = next(line for line in output.splitlines() if line.startswith("lora-tweets-minilm-seed2:"))
-    for part in ("python train_lora.py", "--seed 2", "--run_name lora-tweets-minilm-seed2", "--max_train_samples 2000",
-                 "--output_dir results/benchmarks/quick"):
+    for part in ("python train_lora.py", "--seed 2", "--run_name lora-tweets-minilm-seed2", "--max_train_samples 1500",
+                 "--learning_rate 3e-3", "--output_dir results/benchmarks/quick"):
         assert part in line
     assert "9 cells; nothing run" in output
 
@@ -98,8 +98,8 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     command = [sys.executable, str(ROOT / "benchmark.py"), "--methods", "full", "lora", "--models", tiny_bert,
                "--seeds", "1", "2", "--name", "resume", "--output_dir", str(tmp_path / "sweeps"),
                "--run_args", TINY_RUN]
-    model = Path(tiny_bert).name
-    first, killed = f"full-tweets-{model}-seed1", f"full-tweets-{model}-seed2"
+    first, killed, lora1, lora2 = (benchmark.Cell("run", method, "tweets", tiny_bert, seed).cell_id
+                                   for method in ("full", "lora") for seed in (1, 2))
     with open(tmp_path / "first.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + 240
@@ -123,7 +123,7 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     assert f"{first}: already completed ({before[first][0][0]}), skipped" in result.stdout
     assert "[4/4]" in result.stdout and "remaining ≈" in result.stdout
     after = runs_by_cell(sweep)
-    assert set(after) == {first, killed, f"lora-tweets-{model}-seed1", f"lora-tweets-{model}-seed2"}
+    assert set(after) == {first, killed, lora1, lora2}
     assert after[first] == before[first]  # not run again
     assert [status for _, status in after[killed]] == ["interrupted", "completed"]
     for cell in after:
