@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from config import METHODS, ConfigError, _check, _read_config_file, parse_args
+from config import METHODS, ConfigError, _check, config_file_values, parse_args, set_config_defaults
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MANIFEST_FILE = "benchmark.json"
@@ -181,18 +181,11 @@ def parse_benchmark_args(argv: list[str]) -> tuple[BenchmarkArguments, dict]:
                      description="Run a grid of fine-tuning runs over seeds and write the statistics report.")
     parser.add_argument("--config", default=None, help="A JSON or YAML file of these options; the command line "
                                                        "overrides it. method_args may be a mapping there.")
-    file_method_args = {}
-    if "--config" in argv:
-        index = argv.index("--config")
-        _check(index + 1 < len(argv), "--config needs a file name")
-        values = _read_config_file(argv[index + 1])
-        allowed = {f.name for f in dataclasses.fields(BenchmarkArguments)}
-        unknown = sorted(set(values) - allowed)
-        _check(not unknown, f"config file '{argv[index + 1]}' has unknown option(s) {', '.join(unknown)}; "
-                            "see --help for the valid names")
-        if isinstance(values.get("method_args"), dict):
-            file_method_args = values.pop("method_args")
-        parser.set_defaults(**{k: (v if isinstance(v, (list, bool)) or v is None else str(v)) for k, v in values.items()})
+    path, values = config_file_values(argv, "benchmark.py")
+    # A mapping of method_args is the file's own form; the parser takes the command line's strings.
+    file_method_args = values.pop("method_args") if isinstance(values.get("method_args"), dict) else {}
+    if path:
+        set_config_defaults(parser, path, values)
     try:
         outputs = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True, look_for_args_file=False)
     except ConfigError:
@@ -391,27 +384,26 @@ def run_cell(cell: Cell, sweep: Sweep, learning_rate: float | None) -> tuple[int
     return status, time.monotonic() - start
 
 
-def write_manifest(sweep: Sweep, cells: list[dict], lr_choices: dict, state: str) -> None:
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def write_manifest(sweep: Sweep, created_at: str, cells: list[dict], lr_choices: dict, state: str) -> None:
     from runner import write_json_atomic
 
-    path = os.path.join(sweep.folder, MANIFEST_FILE)
-    created = None
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            created = json.load(handle).get("created_at")
-    now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    write_json_atomic(path, {
+    write_json_atomic(os.path.join(sweep.folder, MANIFEST_FILE), {
         "schema_version": MANIFEST_SCHEMA_VERSION, "name": sweep.name, "state": state,
         "settings": sweep.settings(), "settings_fingerprint": sweep.fingerprint(),
-        "created_at": created or now, "updated_at": now, "command": shlex.join(["benchmark.py"] + sys.argv[1:]),
+        "created_at": created_at, "updated_at": _now(), "command": shlex.join(["benchmark.py"] + sys.argv[1:]),
         "lr_search": lr_choices, "cells": cells})
 
 
-def check_folder(sweep: Sweep) -> None:
-    """A sweep folder is only resumed by the same settings; anything else would mix incomparable runs."""
+def check_folder(sweep: Sweep) -> str | None:
+    """A sweep folder is only resumed by the same settings; anything else would mix incomparable runs.
+    Returns when the sweep was first created, or None for a new one."""
     path = os.path.join(sweep.folder, MANIFEST_FILE)
     if not os.path.isfile(path):
-        return
+        return None
     try:
         with open(path, encoding="utf-8") as handle:
             previous = json.load(handle)
@@ -422,6 +414,7 @@ def check_folder(sweep: Sweep) -> None:
         differing = sorted(k for k in set(old) | set(sweep.settings()) if old.get(k) != sweep.settings().get(k))
         raise ConfigError(f"{sweep.folder} holds a sweep with other settings (differing: {', '.join(differing)}); "
                           f"give --name for a new sweep, or re-run it with its own settings to resume it")
+    return previous.get("created_at")
 
 
 def _cell_record(cell: Cell, status: str, run: dict | None, seconds: float | None, learning_rate=None) -> dict:
@@ -442,7 +435,7 @@ def execute(sweep: Sweep, dry_run: bool = False) -> int:
             print(f"{cell.cell_id}: python train_{cell.method}.py {shlex.join(cell.argv(sweep))}")
         print(f"{len(searches) + len(runs)} cells; nothing run (--dry_run)")
         return 0
-    check_folder(sweep)
+    created_at = check_folder(sweep) or _now()
     os.makedirs(sweep.folder, exist_ok=True)
     print(f"sweep {sweep.name} in {sweep.folder}: {len(sweep.methods)} method(s) × {len(sweep.datasets)} data "
           f"set(s) × {len(sweep.models)} model(s) × {len(sweep.seeds)} seed(s) = {len(runs)} runs"
@@ -450,7 +443,11 @@ def execute(sweep: Sweep, dry_run: bool = False) -> int:
     progress = Progress(len(searches) + len(runs))
     records: list[dict] = []
     lr_choices: dict = {}
-    write_manifest(sweep, records, lr_choices, "running")
+
+    def save(state: str) -> None:
+        write_manifest(sweep, created_at, records, lr_choices, state)
+
+    save("running")
     failed = 0
     try:
         for index, cell in enumerate(searches + runs):
@@ -477,12 +474,12 @@ def execute(sweep: Sweep, dry_run: bool = False) -> int:
                 print(f"    failed (exit status {status}) after {seconds:.0f} s; see "
                       f"{os.path.join(sweep.folder, 'logs', cell.cell_id + '.log')}", flush=True)
                 records.append(_cell_record(cell, "failed", None, seconds, chosen))
-            write_manifest(sweep, records, lr_choices, "running")
+            save("running")
     except KeyboardInterrupt:
-        write_manifest(sweep, records, lr_choices, "interrupted")
+        save("interrupted")
         print("interrupted; re-run the same command to resume (completed cells are kept)", file=sys.stderr)
         return 130
-    write_manifest(sweep, records, lr_choices, "completed" if not failed else "completed with failures")
+    save("completed" if not failed else "completed with failures")
     print(f"sweep done in {_clock(time.monotonic() - progress.started)}: "
           f"{sum(r['status'] == 'completed' for r in records)} of {len(records)} cells completed", flush=True)
     return 1 if failed else 0

@@ -581,6 +581,28 @@ def _read_config_file(path: str) -> dict:
     return values
 
 
+def config_file_values(argv: list[str], prog: str | None = None) -> tuple[str | None, dict]:
+    """The --config file argv names and the mapping it holds, or (None, {})."""
+    pre = _Parser(add_help=False, prog=prog)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    return (known.config, _read_config_file(known.config)) if known.config else (None, {})
+
+
+def set_config_defaults(parser: argparse.ArgumentParser, path: str, values: dict) -> None:
+    """A config file's values as the parser's defaults, so that the command line still wins; a name the
+    parser does not know is refused."""
+    allowed = {action.dest for action in parser._actions} - {"help", "config"}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ConfigError(f"config file '{path}' has unknown option(s) {', '.join(unknown)}; "
+                          f"see --help for the valid names")
+    # List-valued options must stay lists; the rest are passed as text so argparse converts and checks their type.
+    parser.set_defaults(**{key: value if isinstance(value, list) or value is None else
+                           (str(value) if not isinstance(value, bool) else value)
+                           for key, value in values.items()})
+
+
 def parse_args(method: str, argv: list[str] | None = None, prog: str | None = None) -> RunConfig:
     """Parse the command line (and the --config file it names) into a validated RunConfig.
 
@@ -591,21 +613,9 @@ def parse_args(method: str, argv: list[str] | None = None, prog: str | None = No
     parser = build_parser(method, prog)
     parser.set_defaults(learning_rate=METHODS[method].learning_rate, **METHODS[method].defaults)
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if known.config:
-        values = _read_config_file(known.config)
-        allowed = {action.dest for action in parser._actions} - {"help", "config"}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise ConfigError(f"config file '{known.config}' has unknown option(s) {', '.join(unknown)}; "
-                              f"see --help for the valid names")
-        # Values go in as argparse defaults so that the command line still wins; list-valued options
-        # must stay lists, the rest are passed as text so argparse converts and checks their type.
-        parser.set_defaults(**{key: value if isinstance(value, list) or value is None else
-                               (str(value) if not isinstance(value, bool) else value)
-                               for key, value in values.items()})
+    path, values = config_file_values(argv, prog)
+    if path:
+        set_config_defaults(parser, path, values)
     try:
         model, data, training, pretraining, method_options, _, unknown = parser.parse_args_into_dataclasses(
             argv, return_remaining_strings=True, look_for_args_file=False)

@@ -280,8 +280,7 @@ def section(dataset: str, model: str, groups: dict, reference: str | None, n_res
                   ""]
 
     title = f"{dataset}, {model}"
-    labels = list(groups)
-    colours = {label: plot_results.PALETTE[i % len(plot_results.PALETTE)] for i, label in enumerate(sorted(labels))}
+    colours = plot_results.method_colours([run for runs in groups.values() for run in runs])
     for kind, figure in (("pareto", pareto_chart(summaries, colours, title, memory_kind)),
                          ("curves", curves_chart(groups, colours, title))):
         name = f"{kind}_{_slug(dataset, model)}.png"
