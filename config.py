@@ -146,9 +146,13 @@ class DataArguments:
     )
     max_seq_length: int = field(
         default=128,
+        metadata={"help": "Truncate texts to this many tokens."},
+    )
+    padding: Literal["longest", "max_length"] = field(
+        default="longest",
         metadata={
-            "help": "Truncate texts to this many tokens. Batches are padded to their own longest text, not to "
-            "this length."
+            "help": "'longest' pads each batch to its own longest text; 'max_length' pads every text to "
+            "--max_seq_length, as the usual notebook recipe does (most of that compute is padding)."
         },
     )
 
@@ -222,9 +226,55 @@ class TrainingConfig:
     device: Literal["auto", "cpu", "cuda"] = field(
         default="auto", metadata={"help": "Where to train: 'auto' takes CUDA when available, else the CPU."}
     )
-    precision: Literal["fp32", "bf16", "fp16"] = field(
-        default="fp32",
-        metadata={"help": "Training precision; bf16 and fp16 mixed precision need a CUDA device."},
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        default="auto",
+        metadata={"help": "Training precision: 'auto' is bf16 autocast on GPUs that have bf16, fp16 (with loss "
+                  "scaling) on older GPUs, fp32 on the CPU; bf16 and fp16 need a CUDA device."},
+    )
+    group_by_length: bool = field(
+        default=True,
+        metadata={"help": "Build each training batch from texts of similar length (less padding), and shuffle "
+                  "the order of the batches so training stays random (--no_group_by_length: plain shuffling)."},
+    )
+    tf32: bool = field(
+        default=True,
+        metadata={"help": "On CUDA GPUs that have them, let fp32 matmuls use TF32 tensor cores "
+                  "(--no_tf32 turns it off; no effect on the CPU)."},
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager"] = field(
+        default="auto",
+        metadata={"help": "Attention kernel: 'auto' keeps the model's default (scaled_dot_product_attention "
+                  "where the architecture supports it)."},
+    )
+    fused_adamw: bool = field(
+        default=True,
+        metadata={"help": "Use torch's fused AdamW (one kernel for the whole update); --no_fused_adamw: the "
+                  "per-tensor loop."},
+    )
+    torch_compile: bool = field(
+        default=False,
+        metadata={"help": "Compile the model with torch.compile (opt-in: the first steps are slow while it "
+                  "compiles, and it needs a C++ compiler on the CPU)."},
+    )
+    dataloader_num_workers: int = field(
+        default=-1,
+        metadata={"help": "Processes preparing batches: -1 is 2 on CUDA (batches are ready when the GPU asks), "
+                  "0 on the CPU (workers would take cores from training)."},
+    )
+    dataloader_pin_memory: bool = field(
+        default=True,
+        metadata={"help": "On CUDA, build batches in page-locked memory so the copy to the GPU is "
+                  "asynchronous (--no_dataloader_pin_memory turns it off)."},
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "Recompute activations in the backward pass instead of keeping them: less memory, "
+                  "about a third more compute."},
+    )
+    measure_mfu: bool = field(
+        default=True,
+        metadata={"help": "Count the model's FLOPs per example and measure the device's peak matmul FLOP/s "
+                  "(about a second) to report model FLOPs utilisation."},
     )
     save_model: bool = field(
         default=True,
@@ -244,6 +294,8 @@ class TrainingConfig:
         _check(self.weight_decay >= 0, f"--weight_decay must not be negative, got {self.weight_decay}")
         _check(0 <= self.warmup_ratio < 1, f"--warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         _check(self.max_grad_norm >= 0, f"--max_grad_norm must not be negative, got {self.max_grad_norm}")
+        _check(self.dataloader_num_workers >= -1,
+               f"--dataloader_num_workers must be -1 (automatic) or at least 0, got {self.dataloader_num_workers}")
 
 
 @dataclass
@@ -530,6 +582,8 @@ class RunConfig:
     pretraining: PretrainingArguments = field(default_factory=PretrainingArguments)
     # Set by the runner once the data is loaded (AdaLoRA's schedule needs it); not an option.
     total_steps: int | None = None
+    # Set by the runner: what the speed options resolve to on the device (runner.resolve_pipeline).
+    pipeline: dict | None = None
 
     def to_dict(self) -> dict:
         return {

@@ -157,7 +157,9 @@ def mlm_pretrain(run_config, model_path: str, tokenizer, texts: list[str], out_d
     trainer = None
     try:
         # runner imports this module lazily, so importing it here makes no cycle.
-        from runner import BenchmarkTrainer, QuietProgress, common_training_arguments
+        from runner import BenchmarkTrainer, QuietProgress, common_training_arguments, resolve_pipeline
+
+        pipeline = run_config.pipeline or resolve_pipeline(run_config, device)
 
         args = TrainingArguments(
             output_dir=scratch,
@@ -168,7 +170,7 @@ def mlm_pretrain(run_config, model_path: str, tokenizer, texts: list[str], out_d
             learning_rate=pretraining.mlm_learning_rate,
             eval_strategy="no",
             save_strategy="no",
-            **common_training_arguments(training, device),
+            **common_training_arguments(training, pipeline, device),
         )
 
         trainer = BenchmarkTrainer(model=mlm_model, args=args, train_dataset=dataset, data_collator=collator,

@@ -5,20 +5,29 @@
     cat sentences.txt | python inference.py --method lora -                  # '-' reads standard input
     python inference.py                                                      # a few built-in examples
     python inference.py --run <run id> --verify    # re-test the reloaded model against the recorded results
+    python inference.py --run <run id> --benchmark # latency at batch 1, throughput at batch 64 -> inference_benchmark.json
 
 --verify rebuilds the run's test split from its recorded data settings and checks that the reloaded
 model reproduces the recorded test accuracy and per-example predictions: a peft head that silently
 stays random after reloading would fail it.
+
+--benchmark times the model's forward pass on the run's device: latency at batch size 1 (median and p90 ms
+per call) and throughput at --benchmark_batch_size (sentences/s), after warm-up calls, on real sentences
+(the built-in examples, or those given). A LoRA-family run is measured twice, as loaded (adapters unmerged)
+and merged into the weights (merge_and_unload on a fresh copy), with the speed-up and the largest logit
+difference between the two. The result goes to <run folder>/inference_benchmark.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import inspect
 import json
 import os
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -177,6 +186,242 @@ def verify(model, tokenizer, results: dict, run_dir: str) -> tuple[bool, str]:
                 f"predictions agree on {agreement:.2%}; largest probability difference {max_prob_diff:.2e}")
 
 
+BENCHMARK_FILE = "inference_benchmark.json"
+BENCHMARK_DEFAULTS = {"benchmark_batch_size": 64, "benchmark_warmup": 10, "benchmark_iterations": 100,
+                      "benchmark_batches": 20}
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a clock read afterwards includes it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark_inputs(tokenizer, texts: list[str], max_length: int, batch_size: int, device: torch.device):
+    """Tokenised inputs, on the device before any clock runs: one batch-of-1 input per sentence (no padding),
+    one batch of batch_size sentences (the sentences repeated in order, padded to the longest), and one batch
+    of the distinct sentences (for comparing variants' logits); with what they hold."""
+    singles = [tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt").to(device)
+               for text in texts]
+    lengths = [int(single["input_ids"].shape[1]) for single in singles]
+    batch_texts = [texts[i % len(texts)] for i in range(batch_size)]
+    batch = tokenizer(batch_texts, truncation=True, max_length=max_length, padding=True,
+                      return_tensors="pt").to(device)
+    distinct = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+    batch_lengths = [lengths[i % len(texts)] for i in range(batch_size)]
+    described = {
+        "num_sentences": len(texts),
+        "sentences": texts,
+        "token_lengths": lengths,  # with special tokens, truncated at max_seq_length; batch 1 has no padding
+        "max_seq_length": max_length,
+        "batch": {"batch_size": batch_size, "padded_length": int(batch["input_ids"].shape[1]),
+                  "real_tokens": sum(batch_lengths),
+                  "composition": "the sentences repeated in order to fill the batch, padded to the longest"},
+    }
+    return singles, batch, distinct, described
+
+
+@torch.inference_mode()
+def _forward_ms(model, inputs, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    model(**inputs)
+    _sync(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def measure(models: dict, singles: list, batch, device: torch.device, warmup: int, iterations: int,
+            batches: int) -> dict:
+    """{variant: figures}: latency of batch-1 calls (cycling through the sentences) and throughput of whole
+    batches, each after its own warm-up calls. With several variants the timed calls are interleaved, call by
+    call and alternating which variant goes first, so that a drift in the machine's speed (other processes,
+    clock changes) falls on all of them alike. Only the forward pass is timed."""
+    for model in models.values():
+        model.eval()
+
+    def rounds(count: int, inputs_for) -> dict:
+        times = {name: [] for name in models}
+        names = list(models)
+        for i in range(count):
+            for name in (names if i % 2 == 0 else names[::-1]):
+                times[name].append(_forward_ms(models[name], inputs_for(i), device))
+        return times
+
+    rounds(warmup, lambda i: singles[i % len(singles)])
+    latency = rounds(iterations, lambda i: singles[i % len(singles)])
+    rounds(warmup, lambda i: batch)
+    batch_times = rounds(batches, lambda i: batch)
+    batch_size = int(batch["input_ids"].shape[0])
+    real_tokens = int(batch["attention_mask"].sum())
+    figures = {}
+    for name in models:
+        calls, batch_ms = latency[name], batch_times[name]
+        total_s = sum(batch_ms) / 1000.0
+        figures[name] = {
+            "latency": {
+                "batch_size": 1,
+                "latency_ms_median": float(np.median(calls)),
+                "latency_ms_p90": float(np.percentile(calls, 90)),
+                "latency_ms_mean": float(np.mean(calls)),
+                "latency_ms_min": float(np.min(calls)),
+                "num_timed_iterations": iterations,
+                "num_warmup_iterations": warmup,
+            },
+            "throughput": {
+                "batch_size": batch_size,
+                "throughput_samples_per_s": batch_size * batches / total_s,
+                "throughput_tokens_per_s": real_tokens * batches / total_s,  # real (non-padding) tokens
+                "batch_ms_median": float(np.median(batch_ms)),
+                "num_timed_iterations": batches,
+                "num_warmup_iterations": warmup,
+            },
+        }
+    return figures
+
+
+@torch.inference_mode()
+def _logits(model, inputs) -> torch.Tensor:
+    return model(**inputs).logits.float().cpu()
+
+
+def merge_plan(model, info: dict, merged: bool) -> tuple[bool, str | None]:
+    """(whether a merged copy can be measured beside the model as loaded, why not)."""
+    if merged:
+        return False, "loaded from merged_model/ (--merged): the LoRA update is already in the weights"
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        if info["method"] == "bottleneck_adapter":
+            return False, ("bottleneck adapters have a nonlinearity between their down- and up-projection, so they "
+                           "cannot be folded into the weights")
+        return False, (f"{info['method']} keeps no separate adapter: what it trained is part of the model's own "
+                       f"weights, nothing to merge")
+    config = model.peft_config[model.active_adapter]
+    if config.is_prompt_learning:
+        return False, (f"{config.peft_type.value} adds virtual tokens to the input or to every layer's attention, "
+                       f"not a change of weights; there is nothing to merge")
+    if info["method"] == "qlora" or getattr(model.get_base_model(), "is_loaded_in_4bit", False):
+        return False, ("the base weights are 4-bit: merging would round the LoRA update away "
+                       "(train_qlora.py refuses --export_merged for the same reason)")
+    if not callable(getattr(model, "merge_and_unload", None)):
+        return False, f"peft's {config.peft_type.value} model has no merge_and_unload"
+    return True, None
+
+
+VARIANT_NOTES = {"unmerged": "the peft model as loaded: adapter layers run beside the frozen weights",
+                 "merged": "a fresh copy after merge_and_unload(): a plain model with the update in its weights",
+                 "merged_model": "merged_model/ as saved by --export_merged",
+                 "as_loaded": "the model as inference.py loads it"}
+
+
+def run_benchmark(args, run_dir: str, model, tokenizer, results: dict, texts: list[str],
+                  device: torch.device) -> dict:
+    """Measure the model as loaded (and, for LoRA-family runs, a merged copy); nothing is written here."""
+    import peft
+    import transformers
+    from runner import cpu_name
+
+    info = results["run_info"]
+    max_length = info["config"]["data"]["max_seq_length"]
+    singles, batch, distinct, inputs = benchmark_inputs(tokenizer, texts, max_length, args.benchmark_batch_size,
+                                                        device)
+    can_merge, why_not = merge_plan(model, info, args.merged)
+    options = (args.benchmark_warmup, args.benchmark_iterations, args.benchmark_batches)
+    first = "unmerged" if can_merge else ("merged" if args.merged else "as_loaded")
+    models = {first: model}
+    if can_merge:
+        fresh = load_run(run_dir, device)[0]  # merge_and_unload changes the model in place: merge a second copy
+        try:
+            models["merged"] = fresh.merge_and_unload().to(device).eval()
+        except (AttributeError, NotImplementedError, ValueError, TypeError, RuntimeError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            can_merge, why_not = False, f"merge_and_unload failed: {message}"
+            models = {"as_loaded": model}
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    figures = measure(models, singles, batch, device, *options)
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
+    variants = {name: {"note": VARIANT_NOTES["merged_model" if args.merged else name], **figures[name]}
+                for name in models}
+    comparison = None
+    if can_merge:
+        reference, other = _logits(models["unmerged"], distinct), _logits(models["merged"], distinct)
+        latency_ratio = (variants["unmerged"]["latency"]["latency_ms_median"]
+                         / variants["merged"]["latency"]["latency_ms_median"])
+        throughput_ratio = (variants["merged"]["throughput"]["throughput_samples_per_s"]
+                            / variants["unmerged"]["throughput"]["throughput_samples_per_s"])
+        comparison = {
+            "max_abs_logit_diff": float((reference - other).abs().max()),
+            "predictions_agree": bool((reference.argmax(-1) == other.argmax(-1)).all()),
+            "latency_speedup_merged_over_unmerged": latency_ratio,  # unmerged median ms / merged median ms
+            "throughput_speedup_merged_over_unmerged": throughput_ratio,  # merged sentences/s / unmerged
+            "unmerged_latency_slower_pct": 100.0 * (latency_ratio - 1),
+            "unmerged_throughput_lower_pct": 100.0 * (1 - 1 / throughput_ratio),
+        }
+    return {
+        "schema_version": 1,
+        "run_id": info["run_id"],
+        "method": info["method"],
+        "method_label": info.get("method_label", info["method"]),
+        "model_name_or_path": info["model_name_or_path"],
+        "loaded_from": "merged_model" if args.merged else "model",
+        "timestamp": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join(["inference.py"] + list(args.argv)),
+        "device": str(device),
+        "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        # 1/5/15-minute load averages when timing began and ended: well above this process's threads means the
+        # machine was shared with other work, and the figures with it
+        "load_average": [round(x, 2) for x in load_before] if load_before else None,
+        "load_average_after": [round(x, 2) for x in load_after] if load_after else None,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
+        "timed": "the model's forward pass under torch.inference_mode() in eval mode; inputs tokenised and on the "
+                 "device beforehand; time.perf_counter, CUDA synchronised before each clock read; variants "
+                 "interleaved call by call",
+        "units": {"latency_ms_*": "milliseconds per call of batch size 1",
+                  "throughput_samples_per_s": "sentences per second",
+                  "throughput_tokens_per_s": "real (non-padding) tokens per second",
+                  "batch_ms_median": "milliseconds per batch"},
+        "options": {"warmup_iterations": args.benchmark_warmup, "latency_iterations": args.benchmark_iterations,
+                    "throughput_iterations": args.benchmark_batches, "batch_size": args.benchmark_batch_size},
+        "inputs": inputs,
+        "merge": {"measured": can_merge, "why_not": why_not},
+        "variants": variants,
+        "comparison": comparison,
+    }
+
+
+def benchmark_table(record: dict) -> str:
+    batch = record["options"]["batch_size"]
+    lengths = record["inputs"]["token_lengths"]
+    loads = [record[key][0] for key in ("load_average", "load_average_after") if record.get(key)]
+    load = " -> ".join(f"{x:.2f}" for x in loads) or "?"
+    lines = [f"inference benchmark on {record['device']}"
+             f"{' (' + record['gpu_name'] + ')' if record['gpu_name'] else ''}, cpu {record['cpu']}, "
+             f"{record['torch_threads']} torch threads, load average {load}; "
+             f"{len(lengths)} sentences of {min(lengths)}-{max(lengths)} "
+             f"tokens, batch {batch} padded to {record['inputs']['batch']['padded_length']}",
+             f"{'variant':<10} {'latency b=1 median ms':>22} {'p90 ms':>8} {f'throughput b={batch} sent/s':>26}"]
+    for name, variant in record["variants"].items():
+        latency, throughput = variant["latency"], variant["throughput"]
+        lines.append(f"{name:<10} {latency['latency_ms_median']:>22.2f} {latency['latency_ms_p90']:>8.2f} "
+                     f"{throughput['throughput_samples_per_s']:>26.1f}")
+    comparison = record["comparison"]
+    if comparison:
+        lines.append(f"merged over unmerged: latency {comparison['latency_speedup_merged_over_unmerged']:.2f}x, "
+                     f"throughput {comparison['throughput_speedup_merged_over_unmerged']:.2f}x; "
+                     f"max |logit difference| {comparison['max_abs_logit_diff']:.2e}, predictions "
+                     f"{'agree' if comparison['predictions_agree'] else 'DIFFER'}")
+    elif record["merge"]["why_not"]:
+        lines.append(f"no merged variant: {record['merge']['why_not']}")
+    if loads and record["cpu_count"] and max(loads) > record["cpu_count"]:
+        lines.append(f"warning: load average {load} on {record['cpu_count']} CPUs while timing: other work was "
+                     f"running, so these figures are not those of a quiet machine")
+    return "\n".join(lines)
+
+
 def read_texts(args) -> list[str]:
     texts = [t for t in args.texts if t != "-"]
     if "-" in args.texts:
@@ -203,15 +448,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--merged", action="store_true",
                         help="Use the run's merged model (LoRA-family runs trained with --export_merged) instead of "
                         "the adapter on its base model.")
-    parser.add_argument("--json", action="store_true", help="Print one JSON object per sentence instead of a table.")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object per sentence instead of a table (with --benchmark: the "
+                        "benchmark's record).")
     parser.add_argument("--verify", action="store_true",
                         help="Re-test the reloaded model on the run's test split and compare with the recorded "
                         "accuracy and predictions; exit status 1 if they differ.")
+    bench = parser.add_argument_group("benchmark (--benchmark)")
+    bench.add_argument("--benchmark", action="store_true",
+                       help=f"Time the model instead of printing predictions: latency at batch size 1 and throughput at "
+                       f"--benchmark_batch_size, unmerged and merged for LoRA-family runs; written to <run folder>/"
+                       f"{BENCHMARK_FILE}. Uses the sentences given, else the built-in examples.")
+    bench.add_argument("--benchmark_batch_size", type=int, default=BENCHMARK_DEFAULTS["benchmark_batch_size"],
+                       help="Batch size of the throughput measurement (default 64).")
+    bench.add_argument("--benchmark_warmup", type=int, default=BENCHMARK_DEFAULTS["benchmark_warmup"],
+                       help="Untimed warm-up calls before each measurement (batch-1 calls, then whole batches; "
+                       "default 10).")
+    bench.add_argument("--benchmark_iterations", type=int, default=BENCHMARK_DEFAULTS["benchmark_iterations"],
+                       help="Timed batch-1 calls for the latency, cycling through the sentences (default 100).")
+    bench.add_argument("--benchmark_batches", type=int, default=BENCHMARK_DEFAULTS["benchmark_batches"],
+                       help="Timed batches for the throughput (default 20).")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     warnings.filterwarnings("ignore", category=FutureWarning)
     import transformers
 
@@ -223,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1:
             raise RunError(f"--batch_size must be at least 1, got {args.batch_size}")
+        for name in BENCHMARK_DEFAULTS:
+            if getattr(args, name) < 1:
+                raise RunError(f"--{name} must be at least 1, got {getattr(args, name)}")
         if args.device == "cuda" and not torch.cuda.is_available():
             raise RunError("--device cuda was asked for but no CUDA device is available; use --device cpu")
         device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
@@ -244,9 +509,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify {'passed' if ok else 'FAILED'}: {message}")
         if not ok:
             return 1
-        if not texts:
+        if not texts and not args.benchmark:
             return 0
     texts = texts or EXAMPLES
+    if args.benchmark:
+        record = run_benchmark(args, run_dir, model, tokenizer, results, texts, device)
+        from runner import write_json_atomic
+
+        path = os.path.join(run_dir, BENCHMARK_FILE)
+        write_json_atomic(path, record)  # whole or not at all: a failed benchmark leaves no file
+        print(json.dumps(record, indent=2) if args.json else benchmark_table(record))
+        print(f"written to {path}", file=sys.stderr)
+        return 0
     max_length = info["config"]["data"]["max_seq_length"]
     probabilities = predict(model, tokenizer, texts, max_length, args.batch_size)
     names = info["label_names"]

@@ -90,6 +90,7 @@ class RunRecorder(TrainerCallback):
         self.train_begin: float | None = None
         self.last_step_end: float | None = None
         self.memory: dict = {}
+        self.after_first_step: tuple[float, int] | None = None  # (train seconds, samples) at the end of step 1
         self.rss_at_train_start_mib: float | None = None
         self._cpu_scope = ""
         self._peaks: dict = {}  # highest peaks of the training stretches so far
@@ -97,16 +98,22 @@ class RunRecorder(TrainerCallback):
         self._loss_sum = 0.0
         self._loss_batches = 0
         self.train_samples = 0
-        self.train_tokens = 0
+        self.train_tokens = 0  # real tokens (not padding)
+        self.train_padded_tokens = 0  # tokens computed on, padding included
+        self.sum_squared_lengths = 0  # of the real lengths: attention's FLOPs grow with it
         self._token_sum = 0
+        self._squared_sum = 0
 
     # -- called by the trainer for every training batch and for every excluded stretch of time --
 
-    def record_batch(self, loss: torch.Tensor, num_samples: int, num_tokens: torch.Tensor) -> None:
+    def record_batch(self, loss: torch.Tensor, attention_mask: torch.Tensor) -> None:
         self._loss_sum = self._loss_sum + loss.detach().float()
         self._loss_batches += 1
-        self.train_samples += num_samples
-        self._token_sum = self._token_sum + num_tokens.detach()
+        self.train_samples += int(attention_mask.shape[0])
+        self.train_padded_tokens += attention_mask.numel()
+        lengths = attention_mask.detach().sum(dim=1)
+        self._token_sum = self._token_sum + lengths.sum()
+        self._squared_sum = self._squared_sum + (lengths * lengths).sum()
 
     def begin_excluded(self) -> float:
         """Evaluation or checkpoint saving starts: bank the training peaks, start the clock."""
@@ -144,9 +151,11 @@ class RunRecorder(TrainerCallback):
                    f"{'gap':>8} {'train_s':>8}")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= state.max_steps:
+        if state.global_step >= state.max_steps or state.global_step == 1:
             synchronize()
         self.last_step_end = time.perf_counter()
+        if state.global_step == 1:  # the end of warm-up (first allocations, kernel selection)
+            self.after_first_step = (self.train_time_s(), self.train_samples)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -159,10 +168,8 @@ class RunRecorder(TrainerCallback):
             })
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self._loss_batches:
-            train_loss = float(self._loss_sum) / self._loss_batches
-        else:
-            train_loss = None
+        loss_sum, batches = _sum_over_processes(self._loss_sum, self._loss_batches)
+        train_loss = loss_sum / batches if batches else None
         self._loss_sum, self._loss_batches = 0.0, 0
         val_loss = metrics.get("eval_loss")
         entry = {
@@ -189,6 +196,7 @@ class RunRecorder(TrainerCallback):
         self.memory = {**peak_memory(self.device_type, self._cpu_scope), **self._peaks,
                        "rss_at_train_start_mib": self.rss_at_train_start_mib}
         self.train_tokens = int(self._token_sum)
+        self.sum_squared_lengths = int(self._squared_sum)
 
     # -- derived figures --
 
@@ -200,6 +208,18 @@ class RunRecorder(TrainerCallback):
         excluded = sum(max(0.0, min(end, window_end) - start) for start, end in self.excluded_intervals
                        if start < window_end)
         return window_end - self.train_begin - excluded
+
+
+def _sum_over_processes(loss_sum, batches: int) -> tuple[float, int]:
+    """The training-loss sum and batch count over every process (DDP), or this process's alone."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        device = loss_sum.device if isinstance(loss_sum, torch.Tensor) else torch.device("cpu")
+        if torch.distributed.get_backend() == "nccl":
+            device = torch.device("cuda", torch.cuda.current_device())
+        pair = torch.tensor([float(loss_sum), float(batches)], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(pair)
+        return float(pair[0]), int(pair[1])
+    return float(loss_sum), batches
 
 
 def _fmt(value, width: int, signed: bool = False) -> str:

@@ -116,9 +116,10 @@ class BenchmarkTrainer(Trainer):
     """Trainer that reports every training batch to the recorder and keeps evaluation and checkpoint
     saving out of the training time and peak memory."""
 
-    def __init__(self, *args, recorder: RunRecorder, **kwargs):
+    def __init__(self, *args, recorder: RunRecorder, group_by_length: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.recorder = recorder
+        self.group_by_length = group_by_length
         # Classification losses are per-batch means: let the Trainer divide them for gradient accumulation
         # (models whose forward takes **kwargs are otherwise assumed to normalise by item count themselves).
         self.model_accepts_loss_kwargs = False
@@ -129,8 +130,34 @@ class BenchmarkTrainer(Trainer):
                                       num_items_in_batch=num_items_in_batch)
         if model.training:
             loss = result[0] if return_outputs else result
-            self.recorder.record_batch(loss, int(inputs["labels"].shape[0]), inputs["attention_mask"].sum())
+            self.recorder.record_batch(loss, inputs["attention_mask"])
         return result
+
+    def _lengths(self, dataset) -> list[int]:
+        cache = self.__dict__.setdefault("_lengths_cache", {})
+        if id(dataset) not in cache:
+            cache[id(dataset)] = utils.real_lengths(dataset)
+        return cache[id(dataset)]
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if not self.group_by_length:
+            return super()._get_train_sampler(train_dataset)
+        # One group per global batch, so that every process's share of a step is of similar length too.
+        return utils.LengthGroupedShuffleSampler(self._lengths(dataset),
+                                                 self.args.per_device_train_batch_size * self.args.world_size,
+                                                 seed=self.args.seed)
+
+    def _get_eval_sampler(self, eval_dataset):
+        if not self.group_by_length:
+            return super()._get_eval_sampler(eval_dataset)
+        return self.eval_order(eval_dataset)
+
+    def eval_order(self, dataset) -> list[int] | None:
+        """The order evaluation visits a split in (predictions come back in it), or None for the split's own."""
+        if not self.group_by_length:
+            return None
+        return utils.length_sorted_order(self._lengths(dataset))
 
     def _maybe_log_save_evaluate(self, *args, **kwargs):
         if not (self.control.should_evaluate or self.control.should_save):
@@ -347,6 +374,68 @@ def _device(choice: str) -> torch.device:
     return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
 
 
+def resolve_pipeline(run_config: RunConfig, device: torch.device) -> dict:
+    """What the speed options amount to on this device; recorded in the results as train_info.pipeline."""
+    training = run_config.training
+    cuda = device.type == "cuda"
+    precision = training.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    workers = training.dataloader_num_workers
+    if workers == -1:
+        workers = min(2, os.cpu_count() or 1) if cuda else 0
+    # TF32 tensor cores exist from Ampere (compute capability 8.0) on.
+    tf32 = bool(training.tf32 and cuda and torch.cuda.get_device_capability(device)[0] >= 8)
+    return {
+        "padding": run_config.data.padding,
+        "group_by_length": training.group_by_length,
+        "precision": precision,
+        "tf32": tf32,
+        "attn_implementation": training.attn_implementation,  # replaced by the model's actual one once loaded
+        "optimizer": "adamw_torch_fused" if training.fused_adamw else "adamw_torch",
+        "torch_compile": training.torch_compile,
+        "dataloader_num_workers": workers,
+        "dataloader_pin_memory": bool(training.dataloader_pin_memory and cuda),
+        "gradient_checkpointing": training.gradient_checkpointing,
+        "world_size": world_size(),
+    }
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def init_distributed(device: torch.device) -> None:
+    """Under torchrun or accelerate launch (WORLD_SIZE > 1), join the process group now: the run folder is
+    created by the main process and shared with the others before the Trainer exists."""
+    if world_size() > 1 and not torch.distributed.is_initialized():
+        from accelerate import PartialState
+
+        PartialState(cpu=device.type == "cpu")
+
+
+def share_from_main(value):
+    """The main process's value, in every process (as is when there is only one)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    holder = [value]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_from_all(value) -> list:
+    """Every process's value, in rank order (a one-item list when there is only one process)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [value]
+    values = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(values, value)
+    return values
+
+
 def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, prog: str | None = None):
     """Everything that can fail on bad input, done before any file is written."""
     run_config = parse_args(method, argv, prog)
@@ -354,10 +443,14 @@ def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, pr
         build_method.precheck(run_config)
     training = run_config.training
     device = _device(training.device)
-    if training.precision != "fp32" and device.type != "cuda":
+    if training.precision not in ("fp32", "auto") and device.type != "cuda":
         raise ConfigError(f"--precision {training.precision} needs a CUDA device; on the CPU use --precision fp32")
     if training.precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise ConfigError("this GPU does not support bf16; use --precision fp16")
+    if training.torch_compile and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise ConfigError("--torch_compile on the CPU needs a C++ compiler (g++ not found); install one or drop "
+                          "--torch_compile")
+    run_config.pipeline = resolve_pipeline(run_config, device)
     model_path, model_config = load_model_config(run_config.model.model_name_or_path,
                                                  run_config.model.trust_remote_code)
     # Building the method's config once up front checks it fits the architecture before any data or
@@ -369,7 +462,7 @@ def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, pr
 
         read_text_file(run_config.pretraining.mlm_text_file)  # unreadable or empty: refused now, not mid-run
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=run_config.model.trust_remote_code)
-    tokenized = utils.tokenize_splits(splits, tokenizer, run_config.data.max_seq_length)
+    tokenized = utils.tokenize_splits(splits, tokenizer, run_config.data.max_seq_length, run_config.data.padding)
     run_config.total_steps = total_training_steps(run_config, len(tokenized["train"]))
     return run_config, device, model_path, model_config, splits, tokenizer, tokenized
 
@@ -399,6 +492,8 @@ def load_base_model(run_config: RunConfig, model_path: str, label_names: list[st
         extra["method_options"] = dataclasses.asdict(run_config.method_options)
     if "device" in parameters:  # loaders that place weights themselves (4-bit ones are never moved after)
         extra["device"] = _device(run_config.training.device)
+    if run_config.training.attn_implementation != "auto":
+        extra["attn_implementation"] = run_config.training.attn_implementation
     model, loading_info = loader(
         model_path,
         num_labels=len(label_names),
@@ -444,6 +539,8 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
         model, head_modules = load_base_model(run_config, model_path, splits.label_names, loader)
         method_object = build_method(run_config, model_config, head_modules)
         model = apply_method(model, method_object, head_modules)
+        run_config.pipeline["attn_implementation"] = getattr(model.config, "_attn_implementation", None)
+        init_distributed(device)
     except (ConfigError, utils.DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -457,9 +554,13 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
         # Checked above that the method fits; the model to train is built from the pre-trained backbone below.
         del model
         gc.collect()
-    run_dir = create_run_dir(training.output_dir, method, run_config.data.dataset,
-                             run_config.model.model_name_or_path, training.run_name)
-    recorder = RunRecorder(os.path.join(run_dir, LOG_FILE), device.type)
+    main_process = is_main_process()
+    # One folder per run, made by the main process; the others write nothing into it but checkpoints.
+    run_dir = share_from_main(create_run_dir(training.output_dir, method, run_config.data.dataset,
+                                             run_config.model.model_name_or_path, training.run_name)
+                              if main_process else None)
+    recorder = RunRecorder(os.path.join(run_dir, LOG_FILE) if main_process else None, device.type,
+                           echo=main_process)
     results = {
         "schema_version": SCHEMA_VERSION,
         "run_info": {
@@ -496,7 +597,8 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
         "meta_info": environment_info(device),
     }
     results_path = os.path.join(run_dir, RESULTS_FILE)
-    write_json_atomic(results_path, results)
+    if main_process:
+        write_json_atomic(results_path, results)
     recorder.write(f"run {results['run_info']['run_id']}: {results['run_info']['method_label']} on "
                    f"{run_config.data.dataset} ({splits.sizes()}) with {run_config.model.model_name_or_path}, "
                    f"device {device}")
@@ -514,9 +616,11 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
                        f"{parameters['num_params_total']:,} ({parameters['trainable_params_pct']:.4f}%); "
                        f"newly initialised: {', '.join(head_modules) or 'none'}")
         trainer = _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device)
+        utilisation = _utilisation_probe(trainer.model, device, run_config.pipeline, recorder) \
+            if training.measure_mfu else None
         trainer.train()
         results["train_info"] = _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config,
-                                        method_object)
+                                        method_object, utilisation)
         if pretraining_info is not None:
             info = results["train_info"]
             info["pretraining"] = pretraining_info
@@ -537,12 +641,22 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
                                      "stopped_at_step": trainer.state.global_step if trainer else 0}
             if pretraining_info is not None:
                 results["train_info"]["pretraining"] = pretraining_info
-        shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
         results["run_info"].update(status=status, error=error_message,
                                    finished_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
-        write_json_atomic(results_path, results)
+        if main_process:
+            shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
+            write_json_atomic(results_path, results)
+    if not main_process:
+        return exit_code
     if status == "completed":
         info = results["train_info"]
+        if info["utilisation"].get("mfu") is not None:
+            utilisation = info["utilisation"]
+            recorder.write(f"model FLOPs utilisation {100 * utilisation['mfu']:.1f}% "
+                           f"({utilisation['achieved_model_flops_per_s'] / 1e9:.2f} of "
+                           f"{utilisation['peak_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s peak matmul); "
+                           f"{100 * info['train_tokens'] / info['train_padded_tokens']:.0f}% of the tokens "
+                           f"computed on were text, the rest padding")
         recorder.write(f"test accuracy {info['test']['accuracy']:.4f}, macro-F1 {info['test']['f1_macro']:.4f}; "
                        f"train time {info['train_time_s']:.1f}s, {info['train_samples_per_s']:.1f} samples/s; "
                        f"peak memory {_memory_summary(info['memory'])}")
@@ -590,8 +704,11 @@ def _memory_summary(memory: dict) -> str:
     return f"{memory['peak_rss_mib']:.0f} MiB resident"
 
 
-def common_training_arguments(training, device: torch.device) -> dict:
+def common_training_arguments(training, pipeline: dict, device: torch.device) -> dict:
     """TrainingArguments every training phase shares (fine-tuning, and continued pre-training before it)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = pipeline["tf32"]
+        torch.backends.cudnn.allow_tf32 = pipeline["tf32"]
     return dict(
         weight_decay=training.weight_decay,
         warmup_steps=training.warmup_ratio,  # transformers 5: a value below 1 is a share of the steps
@@ -601,8 +718,15 @@ def common_training_arguments(training, device: torch.device) -> dict:
         logging_steps=training.logging_steps,
         report_to="none",
         use_cpu=device.type == "cpu",
-        bf16=training.precision == "bf16",
-        fp16=training.precision == "fp16",
+        bf16=pipeline["precision"] == "bf16",
+        fp16=pipeline["precision"] == "fp16",  # with the Trainer's dynamic loss scaling
+        optim=pipeline["optimizer"],
+        torch_compile=pipeline["torch_compile"],
+        dataloader_num_workers=pipeline["dataloader_num_workers"],
+        dataloader_pin_memory=pipeline["dataloader_pin_memory"],
+        activation_checkpointing=pipeline["gradient_checkpointing"],  # transformers 5's name for it
+        # Non-reentrant checkpointing also works when the inputs need no gradient (frozen embeddings: LoRA etc.).
+        activation_checkpointing_kwargs={"use_reentrant": False} if pipeline["gradient_checkpointing"] else None,
         disable_tqdm=False,
     )
 
@@ -632,7 +756,7 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
         load_best_model_at_end=selects_best,
         metric_for_best_model=f"eval_{metric}",
         greater_is_better=metric != "loss",
-        **common_training_arguments(training, device),
+        **common_training_arguments(training, run_config.pipeline, device),
     )
     trainer = BenchmarkTrainer(
         model=model,
@@ -645,6 +769,7 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
                                                                         prediction.label_ids),
         callbacks=[EvaluationSchedule(steps_per_epoch, training.evals_per_epoch, save=selects_best), recorder],
         recorder=recorder,
+        group_by_length=run_config.pipeline["group_by_length"],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)
@@ -653,11 +778,95 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
     return trainer
 
 
-def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config, method_object) -> dict:
+def _utilisation_probe(model, device: torch.device, pipeline: dict, recorder: RunRecorder) -> dict | None:
+    """The model's FLOPs per example (counted) and the device's peak matmul rate (measured), before training."""
+    import flops
+
+    model_device = next(model.parameters()).device
+    try:
+        coefficients = flops.flops_coefficients(model, model_device)
+    except Exception as error:  # a model the counter cannot follow: the run goes on, without MFU
+        recorder.write(f"model FLOPs not counted ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                       f"no MFU for this run")
+        return None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pipeline["precision"], torch.float32)
+    gather_from_all(None)  # processes measure at the same moment, sharing the machine as they will in training
+    return {"coefficients": coefficients, "peak": flops.peak_matmul_flops(device, dtype)}
+
+
+def _train_figures(recorder: RunRecorder, utilisation: dict | None) -> dict:
+    """Samples, tokens and time of training, summed over processes (time: the slowest), memory per process."""
+    mine = {"train_samples": recorder.train_samples, "train_tokens": recorder.train_tokens,
+            "train_padded_tokens": recorder.train_padded_tokens, "sum_squared_lengths": recorder.sum_squared_lengths,
+            "train_time_s": recorder.train_time_s(), "memory": recorder.memory,
+            "after_first_step": recorder.after_first_step,
+            "peak_matmul_flops_per_s": utilisation["peak"]["peak_matmul_flops_per_s"] if utilisation else None}
+    everyone = gather_from_all(mine)
+    total = {key: sum(p[key] for p in everyone) for key in ("train_samples", "train_tokens", "train_padded_tokens",
+                                                             "sum_squared_lengths")}
+    total["train_time_s"] = max(p["train_time_s"] for p in everyone)
+    total["steady_state"] = None
+    if all(p["after_first_step"] for p in everyone):
+        seconds = total["train_time_s"] - max(p["after_first_step"][0] for p in everyone)
+        samples = total["train_samples"] - sum(p["after_first_step"][1] for p in everyone)
+        if seconds > 0 and samples > 0:
+            total["steady_state"] = {"train_samples_per_s": round(samples / seconds, 3), "train_time_s": round(seconds, 6),
+                                     "train_samples": samples, "rule": "after the first optimizer step (warm-up)"}
+    memory = dict(everyone[0]["memory"])
+    if len(everyone) > 1:
+        for key in [k for k in memory if k.endswith("_mib") and isinstance(memory[k], (int, float))]:
+            memory[key] = max(p["memory"].get(key) or 0.0 for p in everyone)
+        memory["per_process"] = [p["memory"] for p in everyone]
+        memory["note"] = "each figure is the maximum over processes; per_process lists each"
+    total["memory"] = memory
+    peaks = [p["peak_matmul_flops_per_s"] for p in everyone]
+    total["peak_matmul_flops_per_s"] = sum(peaks) if all(peaks) else None
+    return total
+
+
+def _utilisation(utilisation: dict | None, figures: dict) -> dict:
+    import flops
+
+    if utilisation is None or not figures["train_time_s"]:
+        return {"mfu": None}
+    total = flops.model_flops(utilisation["coefficients"], figures["train_samples"], figures["train_tokens"],
+                              figures["sum_squared_lengths"])
+    achieved = total / figures["train_time_s"]
+    coefficients = utilisation["coefficients"]
+    return {
+        "model_flops_total": total,
+        "model_flops_per_example": {key: coefficients[key] for key in ("c0", "c1", "c2")},
+        "model_flops_rule": "per training example of L real tokens: c0 + c1*L + c2*L^2, counted by "
+                            "FlopCounterMode on one forward and backward pass (frozen weights get no weight gradients)",
+        "achieved_model_flops_per_s": achieved,
+        "peak_matmul_flops_per_s": figures["peak_matmul_flops_per_s"],
+        "peak_matmul": utilisation["peak"],
+        "mfu": achieved / figures["peak_matmul_flops_per_s"] if figures["peak_matmul_flops_per_s"] else None,
+    }
+
+
+def _predict_in_order(trainer, dataset):
+    """Trainer.predict, with predictions and labels back in the split's own order (evaluation may visit the
+    split sorted by length)."""
+    prediction = trainer.predict(dataset, metric_key_prefix="test")
+    order = trainer.eval_order(dataset)
+    predictions, label_ids = prediction.predictions, prediction.label_ids
+    if order is not None:
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[np.asarray(order)] = np.arange(len(order))
+        predictions, label_ids = predictions[inverse], label_ids[inverse]
+    if not np.array_equal(label_ids, np.asarray(dataset["labels"])):
+        raise RuntimeError("test predictions came back in an order that does not match the test split")
+    return prediction.metrics, predictions, label_ids
+
+
+def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config, method_object,
+            utilisation: dict | None = None) -> dict:
     """Test the selected checkpoint, save what inference needs, and gather the training figures."""
     training = run_config.training
     state = trainer.state
-    train_time_s = recorder.train_time_s()
+    figures = _train_figures(recorder, utilisation)
+    train_time_s = figures["train_time_s"]
     eval_time_s = sum(entry["eval_time_s"] or 0.0 for entry in recorder.history)
     if not trainer.args.load_best_model_at_end:
         best = recorder.history[-1]  # the final model is tested (see is_adalora)
@@ -665,22 +874,23 @@ def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_confi
         best = min(recorder.history, key=lambda e: e["val_loss"])
     else:
         best = max(recorder.history, key=lambda e: e[f"val_{training.metric_for_best_model}"])
-    prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
-    probabilities = torch.softmax(torch.as_tensor(prediction.predictions, dtype=torch.float32), dim=-1).numpy()
+    metrics, logits, label_ids = _predict_in_order(trainer, tokenized["test"])
+    probabilities = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
     test = {
-        "accuracy": prediction.metrics["test_accuracy"],
-        "f1_macro": prediction.metrics["test_f1_macro"],
-        "loss": prediction.metrics["test_loss"],
+        "accuracy": metrics["test_accuracy"],
+        "f1_macro": metrics["test_f1_macro"],
+        "loss": metrics["test_loss"],
         "num_examples": len(tokenized["test"]),
-        "eval_time_s": prediction.metrics["test_runtime"],
+        "eval_time_s": metrics["test_runtime"],
     }
-    write_json_atomic(os.path.join(run_dir, PREDICTIONS_FILE), {
-        "split": "test",
-        "label_names": splits.label_names,
-        "labels": prediction.label_ids.tolist(),
-        "predictions": probabilities.argmax(-1).tolist(),
-        "probabilities": np.round(probabilities, 6).tolist(),
-    })
+    if trainer.is_world_process_zero():
+        write_json_atomic(os.path.join(run_dir, PREDICTIONS_FILE), {
+            "split": "test",
+            "label_names": splits.label_names,
+            "labels": label_ids.tolist(),
+            "predictions": probabilities.argmax(-1).tolist(),
+            "probabilities": np.round(probabilities, 6).tolist(),
+        })
     saved = {}
     if training.save_model and trainer.is_world_process_zero():
         saved = _save_model(trainer, run_dir, run_config, method_object)
@@ -688,13 +898,18 @@ def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_confi
         **parameters,
         "global_steps": state.global_step,
         "epochs": state.epoch,
-        "train_samples": recorder.train_samples,
-        "train_tokens": recorder.train_tokens,
+        "train_samples": figures["train_samples"],
+        "train_tokens": figures["train_tokens"],
+        # Tokens the model computed on, padding included: train_tokens / this is the share of useful work.
+        "train_padded_tokens": figures["train_padded_tokens"],
         "train_time_s": round(train_time_s, 6),
         "eval_time_s": round(eval_time_s, 6),
-        "train_samples_per_s": round(recorder.train_samples / train_time_s, 3) if train_time_s else None,
-        "train_tokens_per_s": round(recorder.train_tokens / train_time_s, 3) if train_time_s else None,
-        "memory": recorder.memory,
+        "train_samples_per_s": round(figures["train_samples"] / train_time_s, 3) if train_time_s else None,
+        "train_tokens_per_s": round(figures["train_tokens"] / train_time_s, 3) if train_time_s else None,
+        "steady_state": figures["steady_state"],
+        "memory": figures["memory"],
+        "pipeline": run_config.pipeline,
+        "utilisation": _utilisation(utilisation, figures),
         "selection": {"metric": f"val_{training.metric_for_best_model}", "best_step": best["step"],
                       "best_value": best[f"val_{training.metric_for_best_model}"],
                       "rule": "best validation checkpoint" if trainer.args.load_best_model_at_end

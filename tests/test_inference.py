@@ -1,6 +1,7 @@
 """inference.py: reloads every method's run, reproduces its recorded results, and refuses bad input."""
 
 import io
+import math
 import json
 import os
 import shutil
@@ -95,3 +96,115 @@ def test_run_without_model(trained_runs, tmp_path, capsys):
     shutil.rmtree(run_dir / "model")
     assert inference.main(["--run", str(run_dir)]) == 2
     assert "has no saved model" in capsys.readouterr().err
+
+
+# --benchmark: small counts keep each call to a fraction of a second on the tiny BERT.
+FAST = ["--benchmark", "--benchmark_warmup", "1", "--benchmark_iterations", "3", "--benchmark_batches", "2",
+        "--benchmark_batch_size", "8"]
+
+
+def _numbers(figures: dict) -> list[float]:
+    return [v for v in figures.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def _run_copy(trained_runs, method, tmp_path):
+    """The benchmark writes into the run folder: work on a copy so other tests see the runs as trained."""
+    return str(shutil.copytree(trained_runs[method], tmp_path / os.path.basename(trained_runs[method])))
+
+
+@pytest.mark.parametrize("method, variants", [("full", ["as_loaded"]), ("lora", ["unmerged", "merged"]),
+                                              ("prefix", ["as_loaded"])])
+def test_benchmark_writes_figures_next_to_the_run(trained_runs, tmp_path, capsys, method, variants):
+    run = _run_copy(trained_runs, method, tmp_path)
+    assert inference.main(["--run", run] + FAST) == 0
+    out = capsys.readouterr().out
+    record = json.load(open(os.path.join(run, "inference_benchmark.json")))
+    assert list(record["variants"]) == variants
+    for name, variant in record["variants"].items():
+        assert name in out
+        latency, throughput = variant["latency"], variant["throughput"]
+        numbers = _numbers(latency) + _numbers(throughput)
+        assert len(numbers) == 13 and all(math.isfinite(x) and x > 0 for x in numbers)
+        assert latency["latency_ms_p90"] >= latency["latency_ms_median"] >= latency["latency_ms_min"]
+        assert latency["batch_size"] == 1 and latency["num_timed_iterations"] == 3
+        assert throughput["batch_size"] == 8 and throughput["num_timed_iterations"] == 2
+        assert latency["num_warmup_iterations"] == throughput["num_warmup_iterations"] == 1
+        assert throughput["throughput_samples_per_s"] == pytest.approx(8 * 1000 / throughput["batch_ms_median"],
+                                                                        rel=0.5)
+    assert record["device"] == "cpu" and record["torch_threads"] == torch.get_num_threads()
+    assert record["versions"]["torch"] == torch.__version__ and record["cpu"]
+    assert record["run_id"] == os.path.basename(run)
+    # The built-in examples, with their real tokenised lengths; the batch is filled with them in order.
+    inputs = record["inputs"]
+    assert inputs["sentences"] == inference.EXAMPLES and len(inputs["token_lengths"]) == len(inference.EXAMPLES)
+    assert all(n > 2 for n in inputs["token_lengths"])
+    assert inputs["batch"]["padded_length"] == max(inputs["token_lengths"])
+    assert inputs["batch"]["real_tokens"] == sum(inputs["token_lengths"][i % 5] for i in range(8))
+    if method == "lora":
+        comparison = record["comparison"]
+        assert comparison["max_abs_logit_diff"] < 1e-4 and comparison["predictions_agree"]
+        assert comparison["latency_speedup_merged_over_unmerged"] == pytest.approx(
+            record["variants"]["unmerged"]["latency"]["latency_ms_median"]
+            / record["variants"]["merged"]["latency"]["latency_ms_median"])
+        assert "merged over unmerged" in out
+    else:
+        assert record["comparison"] is None and not record["merge"]["measured"]
+        assert ("virtual tokens" if method == "prefix" else "keeps no separate adapter") in record["merge"]["why_not"]
+    assert not [f for f in os.listdir(run) if ".tmp" in f]
+
+
+def test_benchmark_on_given_sentences_and_merged_model(trained_runs, tmp_path, capsys):
+    run = _run_copy(trained_runs, "lora", tmp_path)
+    model, tokenizer, _ = inference.load_run(run, torch.device("cpu"))
+    model.merge_and_unload().save_pretrained(os.path.join(run, "merged_model"))  # as --export_merged saves it
+    tokenizer.save_pretrained(os.path.join(run, "merged_model"))
+    sentences = ["a calm flight", "the worst delay of my life, and nobody apologised"]
+    assert inference.main(["--run", run, "--merged", "--json"] + FAST + sentences) == 0
+    printed = json.loads(capsys.readouterr().out)
+    record = json.load(open(os.path.join(run, "inference_benchmark.json")))
+    assert printed == record
+    assert record["loaded_from"] == "merged_model" and list(record["variants"]) == ["merged"]
+    assert "already in the weights" in record["merge"]["why_not"]
+    assert record["inputs"]["sentences"] == sentences
+    assert record["inputs"]["token_lengths"] == [len(tokenizer(s)["input_ids"]) for s in sentences]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--benchmark_iterations", "0"], "--benchmark_iterations must be at least 1, got 0"),
+    (["--benchmark_batches", "-2"], "--benchmark_batches must be at least 1, got -2"),
+    (["--benchmark_warmup", "0"], "--benchmark_warmup must be at least 1, got 0"),
+    (["--benchmark_batch_size", "0"], "--benchmark_batch_size must be at least 1, got 0"),
+])
+def test_benchmark_bad_counts(trained_runs, tmp_path, capsys, args, fragment):
+    run = _run_copy(trained_runs, "lora", tmp_path)
+    before = sorted(os.listdir(run))
+    assert inference.main(["--run", run, "--benchmark"] + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
+    assert sorted(os.listdir(run)) == before
+
+
+def test_verify_then_benchmark(trained_runs, tmp_path, capsys):
+    run = _run_copy(trained_runs, "prefix", tmp_path)
+    assert inference.main(["--run", run, "--verify"] + FAST) == 0
+    out = capsys.readouterr().out
+    assert "verify passed" in out and "as_loaded" in out
+    assert os.path.isfile(os.path.join(run, "inference_benchmark.json"))
+
+
+def test_benchmark_bad_run_and_failure_write_nothing(trained_runs, tmp_path, capsys, monkeypatch):
+    assert inference.main(["--run", str(tmp_path / "no-such-run"), "--benchmark"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a run folder" in err[0]
+    assert not os.path.exists(tmp_path / "no-such-run")
+
+    run = _run_copy(trained_runs, "lora", tmp_path)
+    before = sorted(os.listdir(run))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(inference, "measure", fail)
+    with pytest.raises(RuntimeError):
+        inference.main(["--run", run] + FAST)
+    assert sorted(os.listdir(run)) == before

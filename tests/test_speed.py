@@ -1,0 +1,262 @@
+"""Speed: FLOPs counting and MFU, the length-grouped pipeline, the recipe comparison, the scaling sweep,
+gradient checkpointing, and training under torchrun (DDP over gloo) equal to one process."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import bench_speed
+import flops
+import utils
+from conftest import ROOT, train
+
+H, LAYERS, INTERMEDIATE = 32, 2, 64  # the tiny BERT of conftest
+
+
+def results_of(output_dir, name="*"):
+    paths = sorted(glob.glob(os.path.join(str(output_dir), "runs", f"*{name}*", "results.json")))
+    assert paths, f"no run {name} under {output_dir}"
+    return json.load(open(paths[-1]))
+
+
+def tiny_classifier(num_labels=2, dropout=0.1):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=1100, hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=4,
+                        intermediate_size=INTERMEDIATE, max_position_embeddings=128, num_labels=num_labels,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    return BertForSequenceClassification(config)
+
+
+# -- FLOPs -------------------------------------------------------------------------------------------------
+
+
+def test_flops_of_full_fine_tuning_match_the_hand_count():
+    """Per token, each encoder weight matrix costs 2 FLOPs per entry forward, 2 for the input gradient and 2 for
+    the weight gradient; attention's two L x L products cost 4*L*H per token forward and twice that backward."""
+    model = tiny_classifier()
+    coefficients = flops.flops_coefficients(model, torch.device("cpu"))
+    encoder_weights = LAYERS * (4 * H * H + 2 * H * INTERMEDIATE)
+    assert coefficients["c1"] == pytest.approx(6 * encoder_weights)
+    assert coefficients["c2"] == pytest.approx(12 * H * LAYERS)
+    assert coefficients["c0"] == pytest.approx(6 * (H * H + H * 2))  # pooler and 2-class head, once per sequence
+    # The quadratic is exact: it predicts a length it was not fitted on.
+    assert flops.model_flops(coefficients, 1, 24, 24 * 24) == pytest.approx(
+        flops.count_training_flops(model, 24, torch.device("cpu")))
+
+
+def test_frozen_weights_need_no_weight_gradients():
+    from methods import ModelTransform  # noqa: F401  (the suite's methods import cleanly beside flops)
+
+    model = tiny_classifier()
+    full = flops.flops_coefficients(model, torch.device("cpu"))
+    for parameter in model.bert.parameters():
+        parameter.requires_grad_(False)  # feature extraction: only the head trains
+    frozen = flops.flops_coefficients(model, torch.device("cpu"))
+    encoder_weights = LAYERS * (4 * H * H + 2 * H * INTERMEDIATE)
+    assert frozen["c1"] == pytest.approx(2 * encoder_weights)  # forward only
+    assert frozen["c2"] == pytest.approx(4 * H * LAYERS)
+    assert frozen["c1"] < full["c1"] / 2.9
+
+    import peft
+
+    lora = peft.get_peft_model(tiny_classifier(), peft.LoraConfig(task_type="SEQ_CLS", r=4,
+                                                                    target_modules=["query", "value"]))
+    coefficients = flops.flops_coefficients(lora, torch.device("cpu"))
+    # Input gradients flow through every layer above the first adapter, but no frozen weight gets a gradient.
+    assert 2 * encoder_weights < coefficients["c1"] < 5 * encoder_weights
+
+
+def test_probe_leaves_no_gradients_and_no_trace_in_the_random_state():
+    model = tiny_classifier()
+    model.train()
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    flops.flops_coefficients(model, torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected)
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training
+
+
+def test_peak_matmul_rate_is_measured():
+    peak = flops.peak_matmul_flops(torch.device("cpu"), size=256, repeats=2)
+    assert peak["peak_matmul_flops_per_s"] > 1e8 and peak["matmul_size"] == 256 and peak["dtype"] == "float32"
+
+
+# -- The pipeline ------------------------------------------------------------------------------------------
+
+
+def test_length_grouped_batches_are_a_shuffled_permutation_with_little_padding():
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 60, (1000,), generator=generator).tolist()
+    sampler = utils.LengthGroupedShuffleSampler(lengths, group_size=32, seed=5, window_groups=10)
+    first, second = list(sampler), list(sampler)
+    assert sorted(first) == list(range(1000)) and sorted(second) == list(range(1000))
+    assert first != second  # a new order every epoch
+    again = utils.LengthGroupedShuffleSampler(lengths, group_size=32, seed=5, window_groups=10)
+    assert list(again) == first  # and the same order for the same seed and epoch
+
+    def padded(order):
+        batches = [order[i:i + 32] for i in range(0, len(order), 32)]
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    random_order = torch.randperm(1000, generator=generator).tolist()
+    assert padded(first) < 1.15 * sum(lengths) < 0.7 * padded(random_order)
+    batch_maxima = [max(lengths[i] for i in first[k:k + 32]) for k in range(0, 992, 32)]
+    # Batches are not visited long-to-short (or short-to-long) within a window: their order is shuffled.
+    assert batch_maxima != sorted(batch_maxima) and batch_maxima != sorted(batch_maxima, reverse=True)
+    assert len(first[992:]) == 8  # the one short group comes last
+
+
+def test_recipe_pads_to_max_length_and_the_suite_does_not(tiny_bert, tmp_path):
+    common = ["--model_name_or_path", tiny_bert, "--max_train_samples", "96", "--max_eval_samples", "32",
+              "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--save_model", "false",
+              "--max_seq_length", "64"]
+    assert train("full", common + ["--output_dir", str(tmp_path / "suite")]) == 0
+    assert train("full", common + ["--output_dir", str(tmp_path / "recipe")] + bench_speed.RECIPE_ARGS) == 0
+    suite, recipe = (results_of(tmp_path / name)["train_info"] for name in ("suite", "recipe"))
+    assert suite["train_samples"] == recipe["train_samples"] == 96
+    assert suite["train_tokens"] == recipe["train_tokens"]  # the same text, truncated the same way
+    assert recipe["train_padded_tokens"] == 96 * 64
+    assert suite["train_padded_tokens"] < 0.8 * recipe["train_padded_tokens"]
+    assert suite["pipeline"] | {"optimizer": None} == {
+        "padding": "longest", "group_by_length": True, "precision": "fp32", "tf32": False, "optimizer": None,
+        "attn_implementation": "sdpa", "torch_compile": False, "dataloader_num_workers": 0,
+        "dataloader_pin_memory": False, "gradient_checkpointing": False, "world_size": 1}
+    assert suite["pipeline"]["optimizer"] == "adamw_torch_fused" and recipe["pipeline"]["optimizer"] == "adamw_torch"
+    assert recipe["pipeline"]["padding"] == "max_length" and recipe["pipeline"]["group_by_length"] is False
+    for info in (suite, recipe):
+        utilisation = info["utilisation"]
+        assert 0 < utilisation["mfu"] < 1
+        assert utilisation["achieved_model_flops_per_s"] == pytest.approx(
+            utilisation["model_flops_total"] / info["train_time_s"])
+        assert info["steady_state"]["train_samples"] == 96 - 16  # the first step is warm-up
+    # Model FLOPs count real tokens, not padding: the same training work in both pipelines.
+    assert suite["utilisation"]["model_flops_total"] == pytest.approx(recipe["utilisation"]["model_flops_total"])
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tiny_bert, tmp_path):
+    common = ["--model_name_or_path", tiny_bert, "--max_train_samples", "64", "--max_eval_samples", "32",
+              "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--save_model", "false",
+              "--logging_steps", "1"]
+    for method in ("full", "lora"):
+        assert train(method, common + ["--output_dir", str(tmp_path / f"{method}-plain")]) == 0
+        assert train(method, common + ["--output_dir", str(tmp_path / f"{method}-ckpt"),
+                                       "--gradient_checkpointing", "true"]) == 0
+        plain, ckpt = (results_of(tmp_path / f"{method}-{kind}")["train_info"] for kind in ("plain", "ckpt"))
+        assert ckpt["pipeline"]["gradient_checkpointing"] is True
+        assert [e["loss"] for e in ckpt["train_loss_log"]] == pytest.approx(
+            [e["loss"] for e in plain["train_loss_log"]], rel=1e-5)
+        assert ckpt["test"]["accuracy"] == plain["test"]["accuracy"]
+
+
+# -- bench_speed.py ----------------------------------------------------------------------------------------
+
+
+def test_bench_speed_compares_the_pipelines_and_sweeps_length_and_batch(tiny_bert, tmp_path, capsys):
+    out = str(tmp_path / "speed")
+    status = bench_speed.main(["--methods", "full", "--model", tiny_bert, "--dataset", "tweets", "--output_dir", out,
+                               "--name", "cmp", "--run_args", "--max_train_samples 64 --max_eval_samples 32 "
+                               "--num_train_epochs 1 --per_device_train_batch_size 16 --save_model false"])
+    assert status == 0
+    report = json.load(open(os.path.join(out, "cmp", "speed.json")))
+    full = report["methods"]["full"]
+    assert full["samples_per_s_ratio"] == pytest.approx(
+        full["suite"]["train_samples_per_s"] / full["recipe"]["train_samples_per_s"])
+    assert full["recipe"]["text_share_of_tokens"] < full["suite"]["text_share_of_tokens"] <= 1
+    assert "suite ÷ recipe" in open(os.path.join(out, "cmp", "speed.md")).read()
+    # Re-running finds the completed runs instead of training again.
+    assert bench_speed.main(["--methods", "full", "--model", tiny_bert, "--dataset", "tweets", "--output_dir", out,
+                             "--name", "cmp", "--run_args", "--max_train_samples 64 --max_eval_samples 32 "
+                             "--num_train_epochs 1 --per_device_train_batch_size 16 --save_model false"]) == 0
+    assert capsys.readouterr().out.count("already completed, skipped") == 2
+    assert len(glob.glob(os.path.join(out, "cmp", "runs", "*"))) == 2
+
+    status = bench_speed.main(["--scaling", "--methods", "lora", "--model", tiny_bert, "--dataset", "tweets",
+                               "--output_dir", out, "--name", "grow", "--seq_lengths", "16", "64",
+                               "--batch_sizes", "4", "--base_batch_size", "8", "--base_seq_length", "16",
+                               "--steps", "2"])
+    assert status == 0
+    entries = json.load(open(os.path.join(out, "grow", "scaling.json")))["entries"]
+    assert {(e["seq_length"], e["batch_size"], e["gradient_checkpointing"]) for e in entries} == {
+        (16, 8, False), (16, 8, True), (64, 8, False), (64, 8, True), (16, 4, False)}
+    for entry in entries:
+        run = results_of(os.path.join(out, "grow"), entry["run_id"])["train_info"]
+        assert run["train_padded_tokens"] == 2 * entry["batch_size"] * entry["seq_length"]  # padded to the length
+        assert entry["steady_samples_per_s"] > 0 and entry["peak_memory_mib"] > 0
+    assert os.path.getsize(os.path.join(out, "grow", "scaling.png")) > 10_000
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--methods", "nope"], "unknown method 'nope'"),
+    (["--steps", "1", "--scaling"], "--steps must be at least 2"),
+    (["--run_args", "--per_device_train_batch_size 0"], "--per_device_train_batch_size must be at least 1"),
+])
+def test_bench_speed_refuses_bad_input_before_running(arguments, message, tmp_path, capsys):
+    assert bench_speed.main(arguments + ["--output_dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not glob.glob(str(tmp_path / "*" / "runs" / "*"))
+
+
+# -- More than one process ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_no_dropout(tmp_path_factory):
+    """Dropout draws differ between processes; without it one and two processes do the same arithmetic."""
+    from transformers import BertConfig, BertModel
+
+    from conftest import _save_tiny
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=4,
+                        intermediate_size=INTERMEDIATE, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    return _save_tiny(tmp_path_factory.mktemp("tiny_bert_no_dropout"), BertModel(config))
+
+
+def test_two_processes_under_torchrun_equal_one_process(tiny_bert_no_dropout, tmp_path):
+    """DDP over gloo on the CPU: 2 processes x batch 8 against 1 process x batch 16 (the same global batch, the
+    same examples in each step). Gradients are averaged over processes instead of examples, which is the same
+    sum in another order: losses agree to 1e-5, predictions exactly."""
+    common = ["--model_name_or_path", tiny_bert_no_dropout, "--max_train_samples", "160", "--max_eval_samples", "64",
+              "--num_train_epochs", "1", "--logging_steps", "2", "--learning_rate", "1e-3", "--save_model", "false"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    two = subprocess.run(torchrun + [os.path.join(ROOT, "train_full.py")] + common
+                         + ["--per_device_train_batch_size", "8", "--output_dir", str(tmp_path / "two")],
+                         env=environment, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert train("full", common + ["--per_device_train_batch_size", "16", "--output_dir", str(tmp_path / "one")]) == 0
+
+    assert len(glob.glob(str(tmp_path / "two" / "runs" / "*"))) == 1  # one folder, written by the main process
+    one, two = results_of(tmp_path / "one"), results_of(tmp_path / "two")
+    a, b = one["train_info"], two["train_info"]
+    assert b["pipeline"]["world_size"] == 2 and a["pipeline"]["world_size"] == 1
+    assert a["global_steps"] == b["global_steps"] == 10
+    assert a["train_samples"] == b["train_samples"] == 160  # summed over processes
+    assert a["train_tokens"] == b["train_tokens"]
+    assert len(b["memory"]["per_process"]) == 2
+    assert b["memory"]["peak_rss_mib"] == max(p["peak_rss_mib"] for p in b["memory"]["per_process"])
+    for x, y in zip(a["history"], b["history"]):
+        assert x["step"] == y["step"]
+        for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro"):
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), key
+    assert [e["loss"] for e in a["train_loss_log"]] == pytest.approx([e["loss"] for e in b["train_loss_log"]],
+                                                                      rel=1e-5)
+    assert b["test"]["num_examples"] == 64  # the whole test split, not one process's shard
+    assert a["test"]["accuracy"] == b["test"]["accuracy"]
+    assert a["test"]["loss"] == pytest.approx(b["test"]["loss"], rel=1e-5)
+    predictions = [json.load(open(os.path.join(r["run_info"]["run_dir"], "test_predictions.json")))
+                   for r in (one, two)]
+    assert predictions[0]["predictions"] == predictions[1]["predictions"]
+    assert predictions[0]["labels"] == predictions[1]["labels"]
+    shutil.rmtree(tmp_path, ignore_errors=True)
