@@ -60,7 +60,8 @@ class SpeedArguments:
     steps: int = field(default=6, metadata={"help": "--scaling: training steps per measurement (the first is "
                                                     "left out of the throughput as warm-up)."})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "--scaling: measure the length sweep with "
-                                                                         "gradient checkpointing as well."})
+                                                                         "gradient checkpointing as well (not for "
+                                                                         "prefix tuning, which refuses it)."})
     name: str | None = field(default=None, metadata={"help": "Folder name under --output_dir (default: "
                                                              "<dataset>-<model>-recipe or -scaling)."})
     output_dir: str = field(default=os.path.join("results", "speed"), metadata={"help": "Where folders are made."})
@@ -135,8 +136,9 @@ def scaling_measurements(args: SpeedArguments, folder: str) -> list[Measurement]
     cells = []
     for method in args.methods:
         for length, batch in points:
-            for checkpointing in ((False, True) if args.gradient_checkpointing and batch == args.base_batch_size
-                                  else (False,)):
+            # Prefix tuning refuses gradient checkpointing (checkpointed layers drop its key/values).
+            with_checkpointing = args.gradient_checkpointing and batch == args.base_batch_size and method != "prefix"
+            for checkpointing in (False, True) if with_checkpointing else (False,):
                 name = f"{method}-len{length}-bs{batch}" + ("-ckpt" if checkpointing else "")
                 argv = base + ["--max_seq_length", str(length), "--per_device_train_batch_size", str(batch),
                                "--max_train_samples", str(batch * args.steps),
@@ -166,15 +168,17 @@ def train(cell: Measurement, folder: str) -> int:
         return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
 
-def run_all(cells: list[Measurement], folder: str, dry_run: bool) -> dict:
-    """{run name: results} of every cell, running those not completed yet."""
+def run_all(cells: list[Measurement], folder: str, dry_run: bool) -> tuple[dict, dict]:
+    """({run name: results} of the completed cells, {run name: why not} of the others), running every cell
+    not completed yet; a cell that fails is recorded and the others still run."""
     for cell in cells:  # every run's options are checked before the first starts
         parse_args(cell.method, cell.argv)
     if dry_run:
         for cell in cells:
             print(shlex.join([f"train_{cell.method}.py"] + cell.argv))
-        return {}
+        return {}, {}
     done = completed_runs(folder)
+    failed = {}
     start = time.monotonic()
     for k, cell in enumerate(cells, 1):
         if cell.run_name in done:
@@ -183,9 +187,23 @@ def run_all(cells: list[Measurement], folder: str, dry_run: bool) -> dict:
         print(f"[{k}/{len(cells)}] {cell.run_name} (elapsed {time.monotonic() - start:.0f}s)", flush=True)
         status = train(cell, folder)
         if status != 0:
-            raise RuntimeError(f"{cell.run_name} exited with status {status}; see "
-                               f"{os.path.join(folder, 'logs', cell.run_name + '.log')}")
-    return completed_runs(folder)
+            log = os.path.join(folder, "logs", cell.run_name + ".log")
+            failed[cell.run_name] = f"exit status {status}: {_last_error(log)} (log: {log})"
+            print(f"    failed: {failed[cell.run_name]}", flush=True)
+    return completed_runs(folder), failed
+
+
+def _last_error(log_path: str) -> str:
+    """The run's one-line refusal or its exception, from the end of its log."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            lines = [line.strip() for line in handle.read().replace("\r", "\n").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if line.startswith("error:") or "Error:" in line:
+            return line[:300]
+    return lines[-1][:300] if lines else "empty log"
 
 
 def _peak_memory_mib(info: dict) -> float | None:
@@ -202,6 +220,7 @@ def summarise(results: dict) -> dict:
         "train_tokens_per_s": info["train_tokens_per_s"],
         "steady_samples_per_s": steady.get("train_samples_per_s"),
         "text_share_of_tokens": info["train_tokens"] / info["train_padded_tokens"],
+        "real_tokens_per_sample": info["train_tokens"] / info["train_samples"],
         "train_time_s": info["train_time_s"],
         "epochs": info["epochs"],
         "time_per_epoch_s": info["train_time_s"] / info["epochs"] if info["epochs"] else None,
@@ -221,9 +240,14 @@ def _fmt(value, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def recipe_report(args: SpeedArguments, runs: dict, folder: str, command: str) -> dict:
+def recipe_report(args: SpeedArguments, runs: dict, failed: dict, folder: str, command: str) -> dict:
     rows, comparison = [], {}
     for method in args.methods:
+        missing = [f"{method}-{p}" for p in ("suite", "recipe") if f"{method}-{p}" not in runs]
+        if missing:
+            reasons = "; ".join(f"{name} {failed.get(name, 'missing')}" for name in missing)
+            rows.append(f"| {method} | not measured: {reasons} | | | | | | | | |")
+            continue
         suite, recipe = summarise(runs[f"{method}-suite"]), summarise(runs[f"{method}-recipe"])
         ratio = suite["train_samples_per_s"] / recipe["train_samples_per_s"]
         comparison[method] = {
@@ -241,6 +265,9 @@ def recipe_report(args: SpeedArguments, runs: dict, folder: str, command: str) -
         rows.append(f"| {method} | **suite ÷ recipe** | **{ratio:.2f}×** | | | | "
                     f"{_fmt(comparison[method]['peak_memory_ratio'], '.2f')}× | "
                     f"{comparison[method]['val_accuracy_difference_points']:+.2f} pts | | |")
+    if not comparison:
+        raise RuntimeError("no method was measured with both pipelines: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                                      failed.items()))
     some = next(iter(comparison.values()))["suite"]
     lines = [
         f"# Training speed: the suite's pipeline against the documents' recipe ({args.dataset}, {args.model})", "",
@@ -255,34 +282,45 @@ def recipe_report(args: SpeedArguments, runs: dict, folder: str, command: str) -
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows, ""]
     report = {"command": command, "kind": "recipe", "dataset": args.dataset, "model": args.model,
-              "recipe_args": RECIPE_ARGS, "suite_args": SUITE_ARGS, "methods": comparison}
+              "recipe_args": RECIPE_ARGS, "suite_args": SUITE_ARGS, "methods": comparison, "failed": failed}
     _write(folder, "speed", report, lines)
     return report
 
 
-def scaling_report(args: SpeedArguments, runs: dict, cells: list[Measurement], folder: str, command: str) -> dict:
-    entries = []
+def scaling_report(args: SpeedArguments, runs: dict, failed: dict, cells: list[Measurement], folder: str,
+                   command: str) -> dict:
+    entries, not_measured = [], []
     for cell in cells:
+        if cell.run_name not in runs:
+            not_measured.append({"method": cell.method, **cell.labels, "reason": failed.get(cell.run_name, "missing")})
+            continue
         row = summarise(runs[cell.run_name])
         entries.append({"method": cell.method, "label": runs[cell.run_name]["run_info"]["method_label"],
                         **cell.labels, **{k: row[k] for k in (
             "run_id", "train_samples_per_s", "steady_samples_per_s", "train_tokens_per_s", "peak_memory_mib",
-            "mfu", "device", "memory_kind")}})
+            "mfu", "device", "memory_kind", "text_share_of_tokens", "real_tokens_per_sample")}})
     lines = [f"# Training throughput and peak memory against sequence length and batch size "
              f"({args.dataset}, {args.model})", "", f"`{command}`", "",
              f"Device: {entries[0]['device']}. Every text padded to the length, {args.steps} training steps, the "
              f"first left out as warm-up; peak memory is {entries[0]['memory_kind']}.", "",
-             "| method | seq length | batch | grad. checkpointing | samples/s | tokens/s | peak memory (MiB) | MFU (%) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| method | seq length | batch | grad. checkpointing | samples/s | real tokens/s | text share of tokens "
+             "| peak memory (MiB) | MFU (%) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    if not entries:
+        raise RuntimeError("no measurement completed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     for e in entries:
         rate = e["steady_samples_per_s"] or e["train_samples_per_s"]
         lines.append(f"| {e['label']} | {e['seq_length']} | {e['batch_size']} | "
-                     f"{'yes' if e['gradient_checkpointing'] else 'no'} | {rate:.2f} | {rate * e['seq_length']:.0f} | "
+                     f"{'yes' if e['gradient_checkpointing'] else 'no'} | {rate:.2f} | "
+                     f"{rate * e['real_tokens_per_sample']:.0f} | {100 * e['text_share_of_tokens']:.0f}% | "
                      f"{_fmt(e['peak_memory_mib'], '.0f')} | {_fmt(e['mfu'] and 100 * e['mfu'], '.1f')} |")
+    for e in not_measured:
+        lines.append(f"| {e['method']} | {e['seq_length']} | {e['batch_size']} | "
+                     f"{'yes' if e['gradient_checkpointing'] else 'no'} | not measured: {e['reason']} | | | | |")
     report = {"command": command, "kind": "scaling", "dataset": args.dataset, "model": args.model,
-              "steps": args.steps, "entries": entries}
+              "steps": args.steps, "entries": entries, "not_measured": not_measured}
     _write(folder, "scaling", report, lines + [""])
-    scaling_chart(report, [runs[cell.run_name] for cell in cells], os.path.join(folder, "scaling.png"), args)
+    scaling_chart(report, [runs[cell.run_name] for cell in cells if cell.run_name in runs], os.path.join(folder, "scaling.png"), args)
     return report
 
 
@@ -350,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         kind = "scaling" if args.scaling else "recipe"
         folder = os.path.join(args.output_dir, args.name or f"{args.dataset}-{os.path.basename(args.model)}-{kind}")
         cells = scaling_measurements(args, folder) if args.scaling else recipe_measurements(args, folder)
-        runs = run_all(cells, folder, args.dry_run)
+        runs, failed = run_all(cells, folder, args.dry_run)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -362,11 +400,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.dry_run:
         return 0
-    if args.scaling:
-        scaling_report(args, runs, cells, folder, command)
-    else:
-        recipe_report(args, runs, folder, command)
-    return 0
+    try:
+        if args.scaling:
+            scaling_report(args, runs, failed, cells, folder, command)
+        else:
+            recipe_report(args, runs, failed, folder, command)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -22,7 +22,22 @@ def build_prefix(run_config, model_config, head_modules):
     if not supported:
         raise ConfigError(f"prefix tuning cannot run on '{run_config.model.model_name_or_path}' ({reason}); "
                           f"use a BERT, RoBERTa or DistilBERT model, or train_lora.py")
+    if run_config.training.gradient_checkpointing:
+        # transformers drops past key values inside checkpointed layers, so the prefix would be lost.
+        raise ConfigError("prefix tuning cannot use --gradient_checkpointing (checkpointed layers drop the prefix "
+                          "key/values); drop --gradient_checkpointing or lower --per_device_train_batch_size")
     options = run_config.method_options
+    # BERT-style embeddings number positions after the past key values, so the prefix shifts every position
+    # by num_virtual_tokens (RoBERTa's also skip padding_idx + 1); DistilBERT's class here does not shift them.
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if positions and model_config.model_type != "distilbert":
+        if model_config.model_type in ("roberta", "xlm-roberta", "camembert"):
+            positions -= (getattr(model_config, "pad_token_id", 1) or 1) + 1
+        longest = positions - options.num_virtual_tokens
+        if run_config.data.max_seq_length > longest:
+            raise ConfigError(f"prefix tuning shifts positions by --num_virtual_tokens {options.num_virtual_tokens}, "
+                              f"so on this model --max_seq_length can be at most {longest} (got "
+                              f"{run_config.data.max_seq_length}); lower one of them")
     dims = prefix_tuning_dims(model_config)
     return PrefixTuningConfig(
         task_type=TaskType.SEQ_CLS,

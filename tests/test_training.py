@@ -215,7 +215,9 @@ def test_distilbert_prefix_tuning_end_to_end(tiny_distilbert, tmp_path):
 
 def test_prefix_refused_for_mpnet_before_any_work(tmp_path, monkeypatch, capsys):
     from transformers import MPNetConfig, MPNetModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # saving's progress bar would write to stderr, which is checked below
     model_dir = tmp_path / "tiny_mpnet"
     MPNetModel(MPNetConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                            intermediate_size=64)).save_pretrained(model_dir)
@@ -237,6 +239,7 @@ def test_prefix_refused_for_mpnet_before_any_work(tmp_path, monkeypatch, capsys)
     ("full", ["--model_name_or_path", "/no/such/model"], "cannot load model '/no/such/model'"),
     ("lora", ["--dataset", "sst2", "--data_dir", "/no/such/dir"], "--data_dir '/no/such/dir' is not a folder"),
     ("full", ["--precision", "bf16"], "--precision bf16 needs a CUDA device"),
+    ("prefix", ["--gradient_checkpointing", "true"], "prefix tuning cannot use --gradient_checkpointing"),
     ("full", ["--device", "cuda"], "no CUDA device is available"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tiny_bert, tmp_path, capsys, method, extra, fragment):
