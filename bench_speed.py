@@ -295,8 +295,11 @@ def scaling_report(args: SpeedArguments, runs: dict, failed: dict, cells: list[M
             not_measured.append({"method": cell.method, **cell.labels, "reason": failed.get(cell.run_name, "missing")})
             continue
         row = summarise(runs[cell.run_name])
-        entries.append({"method": cell.method, "label": runs[cell.run_name]["run_info"]["method_label"],
-                        **cell.labels, **{k: row[k] for k in (
+        run_info = runs[cell.run_name]["run_info"]
+        # The length the run really used (prefix tuning lowers it where the prefix shifts positions).
+        length = {"seq_length": run_info["config"]["data"]["max_seq_length"]}
+        entries.append({"method": cell.method, "label": run_info["method_label"],
+                        **cell.labels, **length, **{k: row[k] for k in (
             "run_id", "train_samples_per_s", "steady_samples_per_s", "train_tokens_per_s", "peak_memory_mib",
             "mfu", "device", "memory_kind", "text_share_of_tokens", "real_tokens_per_sample")}})
     lines = [f"# Training throughput and peak memory against sequence length and batch size "

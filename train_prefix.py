@@ -10,6 +10,8 @@ whose attention takes no past key values (MPNet, for one) are refused before any
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the prefix and head).
 """
 
+import sys
+
 from peft import PrefixTuningConfig, TaskType
 
 from config import ConfigError
@@ -34,10 +36,16 @@ def build_prefix(run_config, model_config, head_modules):
         if model_config.model_type in ("roberta", "xlm-roberta", "camembert"):
             positions -= (getattr(model_config, "pad_token_id", 1) or 1) + 1
         longest = positions - options.num_virtual_tokens
+        if longest < 8:
+            raise ConfigError(f"--num_virtual_tokens {options.num_virtual_tokens} leaves this model's {positions} "
+                              f"positions no room for text; use fewer virtual tokens")
         if run_config.data.max_seq_length > longest:
-            raise ConfigError(f"prefix tuning shifts positions by --num_virtual_tokens {options.num_virtual_tokens}, "
-                              f"so on this model --max_seq_length can be at most {longest} (got "
-                              f"{run_config.data.max_seq_length}); lower one of them")
+            # Texts longer than this would run past the position table; the lowered length is what the run
+            # records (run_info.config.data.max_seq_length).
+            print(f"note: prefix tuning shifts positions by --num_virtual_tokens {options.num_virtual_tokens}, so on "
+                  f"this model texts are truncated at {longest} tokens, not {run_config.data.max_seq_length}",
+                  file=sys.stderr)
+            run_config.data.max_seq_length = longest
     dims = prefix_tuning_dims(model_config)
     return PrefixTuningConfig(
         task_type=TaskType.SEQ_CLS,

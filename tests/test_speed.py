@@ -195,19 +195,22 @@ def test_bench_speed_compares_the_pipelines_and_sweeps_length_and_batch(tiny_ber
     assert os.path.getsize(os.path.join(out, "grow", "scaling.png")) > 10_000
 
 
-def test_a_refused_cell_is_reported_and_the_sweep_goes_on(tiny_bert, tmp_path, capsys):
-    """Prefix tuning on BERT shifts positions by its 20 virtual tokens: with 128 positions, length 128 is refused
-    (one line, exit 2), recorded as not measured, and the other cells still run; the sweep exits 1."""
+def test_a_failed_cell_is_reported_and_the_sweep_goes_on(tiny_bert, tmp_path, capsys):
+    """The tiny BERT has 128 positions: texts padded to 256 run past them and that run fails; it is recorded as
+    not measured with its error, the other cells still run, and the sweep exits 1. Prefix tuning, whose prefix
+    shifts positions by its 20 virtual tokens, is run at the 108 tokens that fit and reported at that length."""
     out = str(tmp_path / "speed")
-    status = bench_speed.main(["--scaling", "--methods", "prefix", "--model", tiny_bert, "--dataset", "tweets",
-                               "--output_dir", out, "--name", "p", "--seq_lengths", "16", "128", "--batch_sizes", "8",
-                               "--base_batch_size", "8", "--base_seq_length", "16", "--steps", "2"])
+    status = bench_speed.main(["--scaling", "--methods", "lora", "prefix", "--model", tiny_bert, "--dataset",
+                               "tweets", "--output_dir", out, "--name", "p", "--seq_lengths", "16", "256",
+                               "--batch_sizes", "8", "--base_batch_size", "8", "--base_seq_length", "16",
+                               "--steps", "2", "--no_gradient_checkpointing"])
     assert status == 1
     report = json.load(open(os.path.join(out, "p", "scaling.json")))
-    assert [(e["seq_length"], e["gradient_checkpointing"]) for e in report["entries"]] == [(16, False)]
-    [refused] = report["not_measured"]
-    assert refused["seq_length"] == 128 and "--max_seq_length can be at most 108" in refused["reason"]
-    assert "not measured: exit status 2" in open(os.path.join(out, "p", "scaling.md")).read()
+    assert sorted((e["method"], e["seq_length"]) for e in report["entries"]) == [
+        ("lora", 16), ("prefix", 16), ("prefix", 108)]
+    [failed] = report["not_measured"]
+    assert (failed["method"], failed["seq_length"]) == ("lora", 256) and "exit status 1" in failed["reason"]
+    assert "not measured: exit status 1" in open(os.path.join(out, "p", "scaling.md")).read()
 
 
 @pytest.mark.parametrize("arguments, message", [
