@@ -136,8 +136,8 @@ def test_recipe_pads_to_max_length_and_the_suite_does_not(tiny_bert, tmp_path):
     for info in (suite, recipe):
         utilisation = info["utilisation"]
         assert 0 < utilisation["mfu"] < 1
-        assert utilisation["achieved_model_flops_per_s"] == pytest.approx(
-            utilisation["model_flops_total"] / info["train_time_s"])
+        assert utilisation["achieved_model_flops_per_s"] == pytest.approx(  # train_time_s is rounded to 1 us
+            utilisation["model_flops_total"] / info["train_time_s"], rel=1e-4)
         assert info["steady_state"]["train_samples"] == 96 - 16  # the first step is warm-up
     # Model FLOPs count real tokens, not padding: the same training work in both pipelines.
     assert suite["utilisation"]["model_flops_total"] == pytest.approx(recipe["utilisation"]["model_flops_total"])
