@@ -206,12 +206,9 @@ def _last_error(log_path: str) -> str:
     return lines[-1][:300] if lines else "empty log"
 
 
-def _peak_memory_mib(info: dict) -> float | None:
-    memory = info.get("memory", {})
-    return memory.get("peak_mem_alloc_mib") if memory.get("device_type") == "cuda" else memory.get("peak_rss_mib")
-
-
 def summarise(results: dict) -> dict:
+    from plot_results import memory_phases
+
     info, run_info = results["train_info"], results["run_info"]
     steady = info.get("steady_state") or {}
     return {
@@ -224,7 +221,7 @@ def summarise(results: dict) -> dict:
         "train_time_s": info["train_time_s"],
         "epochs": info["epochs"],
         "time_per_epoch_s": info["train_time_s"] / info["epochs"] if info["epochs"] else None,
-        "peak_memory_mib": _peak_memory_mib(info),
+        "peak_memory_mib": memory_phases(results)[0],  # the fine-tuning phase's: GPU allocated, or CPU RSS
         "memory_kind": "GPU allocated" if info["memory"].get("device_type") == "cuda" else "process resident (RSS)",
         "best_val_accuracy": info["best_val"]["val_accuracy"],
         "test_accuracy": info["test"]["accuracy"],
@@ -372,13 +369,10 @@ def scaling_chart(report: dict, runs: list[dict], path: str, args: SpeedArgument
 
 
 def _write(folder: str, stem: str, report: dict, lines: list[str]) -> None:
-    from runner import write_json_atomic
+    from runner import write_json_atomic, write_text_atomic
 
     write_json_atomic(os.path.join(folder, f"{stem}.json"), report)
-    tmp = os.path.join(folder, f"{stem}.md.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
-    os.replace(tmp, os.path.join(folder, f"{stem}.md"))
+    write_text_atomic(os.path.join(folder, f"{stem}.md"), "\n".join(lines))
     print("\n".join(lines))
     print(f"written: {os.path.join(folder, stem + '.json')}, {os.path.join(folder, stem + '.md')}")
 

@@ -21,6 +21,8 @@ import time
 
 import torch
 
+from logger_callback import synchronize
+
 PROBE_LENGTHS = (8, 16, 32)
 
 
@@ -99,11 +101,6 @@ def model_flops(coefficients: dict, num_sequences: int, sum_lengths: int, sum_sq
             + coefficients["c2"] * sum_squared_lengths)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
                       repeats: int = 10) -> dict:
     """The best rate of a square matmul of `size` on this device in this dtype (FLOP/s), measured now.
@@ -118,12 +115,12 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(2):
         torch.matmul(a, b)
-    _sync(device)
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.matmul(a, b)
-        _sync(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     del a, b
     return {"peak_matmul_flops_per_s": 2 * size**3 / best, "matmul_size": size, "dtype": str(dtype).replace("torch.", ""),

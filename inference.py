@@ -191,12 +191,6 @@ BENCHMARK_DEFAULTS = {"benchmark_batch_size": 64, "benchmark_warmup": 10, "bench
                       "benchmark_batches": 20}
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so that a clock read afterwards includes it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def benchmark_inputs(tokenizer, texts: list[str], max_length: int, batch_size: int, device: torch.device):
     """Tokenised inputs, on the device before any clock runs: one batch-of-1 input per sentence (no padding),
     one batch of batch_size sentences (the sentences repeated in order, padded to the longest), and one batch
@@ -223,10 +217,12 @@ def benchmark_inputs(tokenizer, texts: list[str], max_length: int, batch_size: i
 
 @torch.inference_mode()
 def _forward_ms(model, inputs, device: torch.device) -> float:
-    _sync(device)
+    from logger_callback import synchronize  # imported here like the other training-side modules; before the clock
+
+    synchronize(device)
     start = time.perf_counter()
     model(**inputs)
-    _sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) * 1000.0
 
 

@@ -25,10 +25,12 @@ from transformers import TrainerCallback
 MIB = 1024 * 1024
 
 
-def synchronize() -> None:
-    """Wait for queued CUDA work, so that a clock read afterwards includes it."""
+def synchronize(device: torch.device | None = None) -> None:
+    """Wait for queued CUDA work (on `device`, or the current one), so that a clock read afterwards includes it."""
+    if device is not None and device.type != "cuda":
+        return
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def _read_status_kib(key: str) -> int | None:

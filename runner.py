@@ -279,13 +279,16 @@ def _jsonable(value):
     return value
 
 
-def write_json_atomic(path: str, payload: dict) -> None:
+def write_text_atomic(path: str, text: str) -> None:
     """Write to a temporary file and rename, so a reader never sees a half-written file."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, default=str)
-        handle.write("\n")
+        handle.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def create_run_dir(output_dir: str, method: str, dataset: str, model_name: str, run_name: str | None) -> str:
@@ -506,14 +509,17 @@ def load_base_model(run_config: RunConfig, model_path: str, label_names: list[st
     return model, head_module_names(loading_info["missing_keys"])
 
 
+def steps_per_epoch(training, num_train_examples: int) -> int:
+    """Optimizer steps in one pass over the training data, over every process."""
+    batches_per_epoch = math.ceil(num_train_examples / (training.per_device_train_batch_size * world_size()))
+    return max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
+
+
 def total_training_steps(run_config: RunConfig, num_train_examples: int) -> int:
     training = run_config.training
     if training.max_steps > 0:
         return training.max_steps
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    batches_per_epoch = math.ceil(num_train_examples / (training.per_device_train_batch_size * world_size))
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
-    return math.ceil(training.num_train_epochs * steps_per_epoch)
+    return math.ceil(training.num_train_epochs * steps_per_epoch(training, num_train_examples))
 
 
 def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None, prog: str | None = None,
@@ -733,9 +739,6 @@ def common_training_arguments(training, pipeline: dict, device: torch.device) ->
 
 def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device) -> BenchmarkTrainer:
     training = run_config.training
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    batches_per_epoch = math.ceil(len(tokenized["train"]) / (training.per_device_train_batch_size * world_size))
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
     metric = run_config.training.metric_for_best_model
     never = 10**12  # the schedule callback decides when to evaluate and save
     selects_best = not is_adalora(model)
@@ -767,7 +770,8 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=lambda prediction: utils.classification_metrics(prediction.predictions,
                                                                         prediction.label_ids),
-        callbacks=[EvaluationSchedule(steps_per_epoch, training.evals_per_epoch, save=selects_best), recorder],
+        callbacks=[EvaluationSchedule(steps_per_epoch(training, len(tokenized["train"])), training.evals_per_epoch,
+                                      save=selects_best), recorder],
         recorder=recorder,
         group_by_length=run_config.pipeline["group_by_length"],
     )
