@@ -148,6 +148,9 @@ class RunRecorder(TrainerCallback):
         synchronize()
         self._cpu_scope = reset_peak_memory()
         self.rss_at_train_start_mib = current_rss_mib()
+        if self.rss_at_train_start_mib is not None:
+            # The kernel updates its high-water mark lazily; the peak is never below a resident size we read.
+            self._peaks["peak_rss_mib"] = self.rss_at_train_start_mib
         self.train_begin = time.perf_counter()
         self.write(f"{'step':>7} {'epoch':>6} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8} {'val_f1':>8} "
                    f"{'gap':>8} {'train_s':>8}")
