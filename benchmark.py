@@ -10,8 +10,8 @@ statistics report (report.md with charts) over the seeds.
     python benchmark.py --list_presets
 
 A sweep lives in results/benchmarks/<name>/ (runs/, lr_search/runs/, benchmark.json, logs/, report.md).
-Re-running the same command resumes it: cells whose run completed are skipped, failed or interrupted
-cells run again. Each cell runs as its own process, so its peak memory is its own.
+Re-running the same command resumes it: cells whose run completed are skipped, an interrupted or killed
+cell's run continues from its last checkpoint (train_<method>.py --resume), failed cells run again. Each cell runs as its own process, so its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import run_status
 from config import METHODS, ConfigError, _check, config_file_values, parse_args, set_config_defaults
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -301,6 +302,17 @@ def completed_run(cell: Cell, sweep: Sweep) -> dict | None:
     return runs[-1] if runs else None
 
 
+def resumable_run(cell: Cell, sweep: Sweep) -> str | None:
+    """The folder of the cell's newest run if it stopped early (interrupted, or killed: unfinished) and can
+    continue from its checkpoint, so that re-running the sweep resumes it rather than starting over."""
+    runs = find_runs(cell.output_dir(sweep)).get(cell.cell_id, [])
+    if not runs or runs[-1]["run_info"].get("resumable") is False:
+        return None
+    info = runs[-1]["run_info"]
+    run_dir = os.path.join(cell.output_dir(sweep), "runs", info["run_id"])
+    return run_dir if run_status.effective_status(run_dir, info) in ("interrupted", "unfinished") else None
+
+
 def choose_learning_rate(candidates: list[dict]) -> dict | None:
     """Best validation accuracy; ties go to the lower validation loss, then the lower rate."""
     usable = [c for c in candidates if c.get("best_val_accuracy") is not None]
@@ -363,7 +375,9 @@ class Progress:
 def run_cell(cell: Cell, sweep: Sweep, learning_rate: float | None) -> tuple[int, float]:
     """One training run in its own process, its output in logs/<cell id>.log; returns (exit status, seconds)."""
     os.makedirs(os.path.join(sweep.folder, "logs"), exist_ok=True)
-    command = [sys.executable, os.path.join(ROOT, f"train_{cell.method}.py")] + cell.argv(sweep, learning_rate)
+    resume_dir = resumable_run(cell, sweep)
+    command = [sys.executable, os.path.join(ROOT, f"train_{cell.method}.py")] + (
+        ["--resume", resume_dir] if resume_dir else cell.argv(sweep, learning_rate))
     log_path = os.path.join(sweep.folder, "logs", f"{cell.cell_id}.log")
     start = time.monotonic()
     with open(log_path, "a", encoding="utf-8") as log:

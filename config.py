@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -45,7 +46,11 @@ DATA_DIR_ENV = "FT_BENCH_DATA_DIR"
 
 
 class ConfigError(ValueError):
-    """A user-facing configuration problem; its message names the problem and the fix."""
+    """A user-facing configuration problem; its message names the problem and the fix, in one line (line breaks
+    that come from a user's values are shown escaped)."""
+
+    def __init__(self, message: str):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _check(condition: bool, message: str) -> None:
@@ -147,6 +152,14 @@ class DataArguments:
     max_seq_length: int = field(
         default=128,
         metadata={"help": "Truncate texts to this many tokens."},
+    )
+    keep_duplicates: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep repeated texts within a split and training texts that also appear in the validation or "
+            "test split (counted either way). By default repeats are dropped and such training texts removed, so "
+            "no test text was seen in training."
+        },
     )
     padding: Literal["longest", "max_length"] = field(
         default="longest",
@@ -276,6 +289,17 @@ class TrainingConfig:
         metadata={"help": "Count the model's FLOPs per example and measure the device's peak matmul FLOP/s "
                   "(about a second) to report model FLOPs utilisation."},
     )
+    resume: str | None = field(
+        default=None,
+        metadata={"help": "Continue an interrupted or unfinished run from its last checkpoint: its run folder, or "
+                  "'latest' for the newest unfinished run of this method under --output_dir. The run keeps its "
+                  "recorded settings; give no other options."},
+    )
+    checkpoint_steps: int = field(
+        default=0,
+        metadata={"help": "Also save a resumable checkpoint every this many optimizer steps (0: only at each "
+                  "evaluation). The latest and the best checkpoint are kept; they are removed when the run completes."},
+    )
     save_model: bool = field(
         default=True,
         metadata={"help": "Save the selected model (or adapter and head) in the run folder for inference.py."},
@@ -294,6 +318,8 @@ class TrainingConfig:
         _check(self.weight_decay >= 0, f"--weight_decay must not be negative, got {self.weight_decay}")
         _check(0 <= self.warmup_ratio < 1, f"--warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         _check(self.max_grad_norm >= 0, f"--max_grad_norm must not be negative, got {self.max_grad_norm}")
+        _check(self.checkpoint_steps >= 0, f"--checkpoint_steps must be 0 (at evaluations only) or positive, got "
+               f"{self.checkpoint_steps}")
         _check(self.dataloader_num_workers >= -1,
                f"--dataloader_num_workers must be -1 (automatic) or at least 0, got {self.dataloader_num_workers}")
 
@@ -585,6 +611,14 @@ class RunConfig:
     # Set by the runner: what the speed options resolve to on the device (runner.resolve_pipeline).
     pipeline: dict | None = None
 
+    def __post_init__(self):
+        # The per-option checks compare with bounds, which infinity passes ("--num_train_epochs inf").
+        for part in (self.model, self.data, self.training, self.method_options, self.pretraining):
+            for option in dataclasses.fields(part):
+                value = getattr(part, option.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f"--{option.name} must be a finite number, got {value}")
+
     def to_dict(self) -> dict:
         return {
             "method": self.method,
@@ -621,13 +655,17 @@ def build_parser(method: str, prog: str | None = None) -> HfArgumentParser:
 def _read_config_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise ConfigError(f"config file '{path}' not found; check the path given to --config")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte offset {error.start}); save it as UTF-8"
+                          ) from None
     try:
         values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
+    except (ValueError, RecursionError, yaml.YAMLError) as error:  # ValueError: JSON errors, YAML's impossible dates
         raise ConfigError(f"config file '{path}' is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
-                          f"{str(error).splitlines()[0]}") from None
+                          f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -647,7 +685,7 @@ def set_config_defaults(parser: argparse.ArgumentParser, path: str, values: dict
     """A config file's values as the parser's defaults, so that the command line still wins; a name the
     parser does not know is refused."""
     allowed = {action.dest for action in parser._actions} - {"help", "config"}
-    unknown = sorted(set(values) - allowed)
+    unknown = sorted(map(str, set(values) - allowed))  # YAML keys may be numbers
     if unknown:
         raise ConfigError(f"config file '{path}' has unknown option(s) {', '.join(unknown)}; "
                           f"see --help for the valid names")
@@ -680,3 +718,25 @@ def parse_args(method: str, argv: list[str] | None = None, prog: str | None = No
     if unknown:
         raise ConfigError(f"unrecognized arguments: {' '.join(unknown)} (run with --help to see every option)")
     return RunConfig(method, model, data, training, method_options, pretraining)
+
+
+def run_config_from_dict(method: str, recorded: dict) -> RunConfig:
+    """The RunConfig a run recorded (results.json run_info.config), validated again; ConfigError if it no
+    longer fits this version's options."""
+    spec = METHODS[method]
+    sections = (("model", ModelArguments), ("data", DataArguments), ("training", TrainingConfig),
+                ("pretraining", PretrainingArguments), ("method_options", spec.arguments))
+    built = {}
+    try:
+        for key, cls in sections:
+            known = {f.name for f in dataclasses.fields(cls)}
+            values = recorded.get(key) or {}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ConfigError(f"the recorded settings have option(s) this version does not know: "
+                                  f"{', '.join(unknown)}")
+            built[key] = cls(**values)
+    except TypeError as error:
+        raise ConfigError(f"the recorded settings cannot be read back: {str(error).splitlines()[0]}") from None
+    return RunConfig(method, built["model"], built["data"], built["training"], built["method_options"],
+                     built["pretraining"])

@@ -16,6 +16,29 @@ per call) and throughput at --benchmark_batch_size (sentences/s), after warm-up 
 (the built-in examples, or those given). A LoRA-family run is measured twice, as loaded (adapters unmerged)
 and merged into the weights (merge_and_unload on a fresh copy), with the speed-up and the largest logit
 difference between the two. The result goes to <run folder>/inference_benchmark.json.
+
+Odd input is answered, never a crash: every text given gets exactly one line (one JSON object with --json), in
+order, with probabilities summing to 1, and the exit status is 0. With --json each object has text, label,
+probability, probabilities, num_tokens, truncated and notes (a list, empty when there is nothing to say); the
+table prints the notes on standard error as 'note: text N: ...'.
+  - Longer than the run's max_seq_length tokens (special tokens included): truncated to its first
+    max_seq_length tokens, as in training. --json reports "num_tokens" (the whole text's count) and
+    "truncated": true; the table prints a note on standard error.
+  - Empty, whitespace only, or nothing the tokenizer keeps (control characters, zero-width marks alone): the
+    model still answers (its answer to an empty input, [CLS] [SEP]), with a note that there was no text to
+    classify; blank lines in --file or standard input are skipped, as separators between sentences.
+  - Control characters, zero-width and right-to-left marks, emoji: classified as the tokenizer sees them. The
+    table shows them escaped (\\x1b, \\u200b, \\u202e; never raw escape sequences or bidi overrides on the
+    terminal) and long texts shortened; --json keeps the text whole (JSON-escaped).
+  - Lone surrogates ('\\ud800': undecodable bytes in the arguments arrive as these) cannot be encoded as
+    UTF-8: each is replaced by U+FFFD (the replacement character, as undecodable bytes in --file and standard
+    input are) and the text classified, with a note saying so.
+  - --file or '-' with no non-blank line: nothing is printed but a note on standard error (exit 0), not the
+    built-in examples.
+
+Loading is safe by default: a run's weights are read only from safetensors files (a model folder holding
+pickle-based files such as *.bin or *.pt is refused), and model code from the Hub runs only for a run trained
+with --trust_remote_code when inference.py is given --trust_remote_code too.
 """
 
 from __future__ import annotations
@@ -24,10 +47,12 @@ import argparse
 import datetime as dt
 import importlib
 import inspect
+import io
 import json
 import os
 import sys
 import time
+import unicodedata
 import warnings
 
 import numpy as np
@@ -98,9 +123,33 @@ def _base_path(info: dict) -> str:
     return resolve_model_path(info["model_name_or_path"])
 
 
-def load_run(run_dir: str, device: torch.device, merged: bool = False):
+# Formats that torch.load / pickle read, and that can run code when loaded: never in a run's model folders.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+
+
+def pickled_files(folder: str) -> list[str]:
+    """Files under folder (relative paths) in a pickle-based format."""
+    found = []
+    for root, _, files in os.walk(folder):
+        found += [os.path.relpath(os.path.join(root, name), folder) for name in files
+                  if name.lower().endswith(PICKLE_SUFFIXES)]
+    return sorted(found)
+
+
+def remote_code_setting(info: dict, allowed: bool) -> bool:
+    """trust_remote_code for loading a run: what the run recorded, and only if the user allows it again here;
+    False for every run trained without it."""
+    recorded = bool(info.get("config", {}).get("model", {}).get("trust_remote_code", False))
+    if recorded and not allowed:
+        raise RunError(f"run '{info['run_id']}' was trained with --trust_remote_code: loading it runs model code "
+                       f"from '{info['model_name_or_path']}'; pass --trust_remote_code if you trust that code")
+    return recorded
+
+
+def load_run(run_dir: str, device: torch.device, merged: bool = False, trust_remote_code: bool = False):
     """(model in eval mode, tokenizer, results dict) of a run folder; merged=True loads merged_model/ (LoRA runs
-    trained with --export_merged)."""
+    trained with --export_merged). The run's weights are read from safetensors only; trust_remote_code=True
+    permits (never forces) model code from the Hub for a run that recorded --trust_remote_code."""
     from transformers import AutoTokenizer
 
     results = json.load(open(os.path.join(run_dir, "results.json")))
@@ -113,9 +162,14 @@ def load_run(run_dir: str, device: torch.device, merged: bool = False):
         raise RunError(f"run '{info['run_id']}' has no saved model (status {info['status']}"
                        f"{', trained with --save_model false' if info['status'] == 'completed' else ''}); "
                        f"pick another run with --run")
+    pickled = pickled_files(model_dir)
+    if pickled:
+        raise RunError(f"{model_dir} holds pickle-based files ({', '.join(pickled[:3])}), which can run code when "
+                       f"loaded; inference.py reads only safetensors weights: remove them, or retrain the run")
+    remote_code = remote_code_setting(info, trust_remote_code)
     labels = info["label_names"]
     label_kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                        label2id={name: i for i, name in enumerate(labels)})
+                        label2id={name: i for i, name in enumerate(labels)}, trust_remote_code=remote_code)
     loader = _loader(info.get("model_loader"))
     parameters = inspect.signature(loader).parameters
     if "method_options" in parameters:  # e.g. QLoRA's 4-bit settings
@@ -142,15 +196,64 @@ def load_run(run_dir: str, device: torch.device, merged: bool = False):
             # The trained tensors (head included) onto the rebuilt method; a missing one is an error, not random.
             model = load_trained(base, model_dir, info["head_modules"])
     else:
-        model = loader(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        # The whole model (full fine-tuning, merged_model/): from model.safetensors, never a pickled file.
+        model = loader(model_dir, use_safetensors=True, trust_remote_code=remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=remote_code)
     return model.to(device).eval(), tokenizer, results
+
+
+def clean_text(text: str) -> tuple[str, list[str]]:
+    """The text as it can be tokenised (lone surrogates, which cannot be encoded as UTF-8, replaced by U+FFFD),
+    and notes on what was changed."""
+    if not isinstance(text, str):
+        raise TypeError(f"texts must be strings, got {type(text).__name__}")
+    surrogates = sum(1 for ch in text if "\ud800" <= ch <= "\udfff")
+    if not surrogates:
+        return text, []
+    cleaned = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    note = (f"{surrogates} invalid character{'s' if surrogates > 1 else ''} (lone surrogate, e.g. an undecodable "
+            f"byte) replaced by U+FFFD")
+    return cleaned, [note]
+
+
+def describe_texts(tokenizer, texts: list[str], max_length: int) -> list[dict]:
+    """Per text: its token count with special tokens before truncation, whether the model sees only its first
+    max_length tokens, and notes (empty input, truncation, replaced characters)."""
+    cleaned = [clean_text(text) for text in texts]
+    counts = [len(ids) for ids in tokenizer([text for text, _ in cleaned], verbose=False)["input_ids"]] \
+        if texts else []
+    no_content = len(tokenizer("", verbose=False)["input_ids"])  # [CLS] [SEP]: the special tokens alone
+    described = []
+    for (text, notes), count in zip(cleaned, counts):
+        notes = list(notes)
+        if count <= no_content:
+            notes.append("no text to classify (empty, whitespace or control characters only): the probabilities "
+                         "are the model's answer to an empty input")
+        if count > max_length:
+            notes.append(f"truncated: {count} tokens, the first {max_length} used")
+        described.append({"num_tokens": count, "truncated": count > max_length, "notes": notes})
+    return described
+
+
+DISPLAY_CHARS = 200
+
+
+def display_text(text: str, limit: int = DISPLAY_CHARS) -> str:
+    """One terminal-safe line: control, format (zero-width, bidi), separator and surrogate characters escaped
+    as \\xNN / \\uNNNN, and a text longer than limit characters shortened with its length."""
+    shown = text[:limit]
+    escaped = "".join(ch.encode("unicode_escape").decode("ascii")
+                      if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else ch
+                      for ch in shown)
+    return escaped + (f"... ({len(text):,} characters)" if len(text) > limit else "")
 
 
 @torch.no_grad()
 def predict(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities, one row per text; batches padded to their own longest text."""
+    """Class probabilities, one row per text; batches padded to their own longest text. Any string is
+    answered: longer ones truncated to max_length tokens, lone surrogates replaced (see clean_text)."""
     device = next(model.parameters()).device
+    texts = [clean_text(text)[0] for text in texts]
     rows = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
@@ -326,7 +429,8 @@ def run_benchmark(args, run_dir: str, model, tokenizer, results: dict, texts: li
     first = "unmerged" if can_merge else ("merged" if args.merged else "as_loaded")
     models = {first: model}
     if can_merge:
-        fresh = load_run(run_dir, device)[0]  # merge_and_unload changes the model in place: merge a second copy
+        # merge_and_unload changes the model in place: merge a second copy
+        fresh = load_run(run_dir, device, trust_remote_code=args.trust_remote_code)[0]
         try:
             models["merged"] = fresh.merge_and_unload().to(device).eval()
         except (AttributeError, NotImplementedError, ValueError, TypeError, RuntimeError) as error:
@@ -418,15 +522,29 @@ def benchmark_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _lines(handle) -> list[str]:
+    """Non-blank lines, without their line ending (\\n, \\r\\n or \\r)."""
+    return [line.rstrip("\r\n") for line in handle if line.strip()]
+
+
 def read_texts(args) -> list[str]:
+    """The arguments' texts as given (an empty or blank one included), then standard input's and --file's
+    non-blank lines. Input is read as UTF-8 (a leading byte-order mark dropped, undecodable bytes replaced by
+    U+FFFD)."""
     texts = [t for t in args.texts if t != "-"]
     if "-" in args.texts:
-        texts += [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is not None:  # the bytes: a stray invalid byte must not end the run with a UnicodeDecodeError
+            wrapper = io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="replace", newline=None)
+            texts += _lines(wrapper)
+            wrapper.detach()  # leave sys.stdin open
+        else:
+            texts += _lines(sys.stdin)
     if args.file:
         if not os.path.isfile(args.file):
             raise RunError(f"--file '{args.file}' does not exist; give a text file with one sentence per line")
-        with open(args.file, encoding="utf-8", errors="replace") as handle:
-            texts += [line.rstrip("\n") for line in handle if line.strip()]
+        with open(args.file, encoding="utf-8-sig", errors="replace") as handle:
+            texts += _lines(handle)
     return texts
 
 
@@ -446,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the adapter on its base model.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object per sentence instead of a table (with --benchmark: the "
                         "benchmark's record).")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="Allow model code from the Hub to run, for a run trained with --trust_remote_code (such "
+                        "a run is refused without it). Off unless you trust the model's repository.")
     parser.add_argument("--verify", action="store_true",
                         help="Re-test the reloaded model on the run's test split and compare with the recorded "
                         "accuracy and predictions; exit status 1 if they differ.")
@@ -475,6 +596,11 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    for stream in (sys.stdout, sys.stderr):  # a text the terminal's encoding cannot show must not end the run
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, io.UnsupportedOperation):
+            pass
     from runner import quiet_bitsandbytes
 
     quiet_bitsandbytes()
@@ -489,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
         texts = read_texts(args)
         run_dir = find_run(args.run, args.results_dir, args.method, args.dataset)
-        model, tokenizer, results = load_run(run_dir, device, merged=args.merged)
+        model, tokenizer, results = load_run(run_dir, device, merged=args.merged,
+                                             trust_remote_code=args.trust_remote_code)
     except (RunError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -507,8 +634,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if not texts and not args.benchmark:
             return 0
+    if not texts and (args.texts or args.file) and not args.benchmark:
+        print(f"note: no sentences to classify: {'--file ' + repr(args.file) if args.file else 'standard input'} "
+              f"had no non-blank line", file=sys.stderr)
+        return 0
     texts = texts or EXAMPLES
     if args.benchmark:
+        texts = [clean_text(text)[0] for text in texts]
         record = run_benchmark(args, run_dir, model, tokenizer, results, texts, device)
         from runner import write_json_atomic
 
@@ -519,14 +651,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     max_length = info["config"]["data"]["max_seq_length"]
     probabilities = predict(model, tokenizer, texts, max_length, args.batch_size)
+    described = describe_texts(tokenizer, texts, max_length)
     names = info["label_names"]
-    for text, row in zip(texts, probabilities):
+    for i, (text, row, about) in enumerate(zip(texts, probabilities, described), start=1):
         best = int(row.argmax())
         if args.json:
-            print(json.dumps({"text": text, "label": names[best], "probability": round(float(row[best]), 6),
-                              "probabilities": {n: round(float(p), 6) for n, p in zip(names, row)}}))
+            print(json.dumps({"text": clean_text(text)[0], "label": names[best],
+                              "probability": round(float(row[best]), 6),
+                              "probabilities": {n: round(float(p), 6) for n, p in zip(names, row)},
+                              "num_tokens": about["num_tokens"], "truncated": about["truncated"],
+                              "notes": about["notes"]}))
         else:
-            print(f"{names[best]:<10} {row[best]:.3f}  {text}")
+            print(f"{names[best]:<10} {row[best]:.3f}  {display_text(clean_text(text)[0])}")
+            for note in about["notes"]:
+                print(f"note: text {i}: {note}", file=sys.stderr)
     return 0
 
 

@@ -14,6 +14,7 @@ or on CPU the peak resident set size of the process, via /proc/self/clear_refs w
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import time
@@ -74,6 +75,10 @@ def peak_memory(device_type: str, cpu_scope: str) -> dict:
     return figures
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run stops rather than train on garbage."""
+
+
 def current_rss_mib() -> float | None:
     rss_kib = _read_status_kib("VmRSS")
     return None if rss_kib is None else round(rss_kib / 1024, 1)
@@ -105,12 +110,22 @@ class RunRecorder(TrainerCallback):
         self.sum_squared_lengths = 0  # of the real lengths: attention's FLOPs grow with it
         self._token_sum = 0
         self._squared_sum = 0
+        # The same, since the previous logging step: the train_loss_log entries (not the Trainer's own running
+        # mean, which restarts when a run resumes mid-window).
+        self._log_loss_sum = 0.0
+        self._log_loss_batches = 0
+        self.time_offset_s = 0.0  # training seconds of earlier segments of a resumed run
+        self._resumed_peaks: dict = {}
+        self.check_loss_every_step = device_type != "cuda"  # on CUDA, reading the loss each step would stall it
 
     # -- called by the trainer for every training batch and for every excluded stretch of time --
 
     def record_batch(self, loss: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        self._loss_sum = self._loss_sum + loss.detach().float()
+        loss = loss.detach().float()
+        self._loss_sum = _on(self._loss_sum, loss.device) + loss
         self._loss_batches += 1
+        self._log_loss_sum = _on(self._log_loss_sum, loss.device) + loss
+        self._log_loss_batches += 1
         self.train_samples += int(attention_mask.shape[0])
         self.train_padded_tokens += attention_mask.numel()
         lengths = attention_mask.detach().sum(dim=1)
@@ -135,11 +150,11 @@ class RunRecorder(TrainerCallback):
 
     # -- the text log --
 
-    def write(self, line: str = "") -> None:
+    def write(self, line: str = "", echo: bool = True) -> None:
         if self.log_path:
             with open(self.log_path, "a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
-        if self.echo:
+        if self.echo and echo:
             tqdm.write(line)
 
     # -- Trainer events --
@@ -147,10 +162,14 @@ class RunRecorder(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         synchronize()
         self._cpu_scope = reset_peak_memory()
-        self.rss_at_train_start_mib = current_rss_mib()
-        if self.rss_at_train_start_mib is not None:
+        rss_now_mib = current_rss_mib()
+        if self.rss_at_train_start_mib is None:  # a resumed run keeps the figure of its first start
+            self.rss_at_train_start_mib = rss_now_mib
+        if rss_now_mib is not None:
             # The kernel updates its high-water mark lazily; the peak is never below a resident size we read.
-            self._peaks["peak_rss_mib"] = self.rss_at_train_start_mib
+            self._peaks["peak_rss_mib"] = max(self._peaks.get("peak_rss_mib", 0.0), rss_now_mib)
+        for key, value in self._resumed_peaks.items():  # a resumed run: peaks of its earlier segments
+            self._peaks[key] = max(self._peaks.get(key, 0.0), value)
         self.train_begin = time.perf_counter()
         self.write(f"{'step':>7} {'epoch':>6} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8} {'val_f1':>8} "
                    f"{'gap':>8} {'train_s':>8}")
@@ -161,13 +180,29 @@ class RunRecorder(TrainerCallback):
         self.last_step_end = time.perf_counter()
         if state.global_step == 1:  # the end of warm-up (first allocations, kernel selection)
             self.after_first_step = (self.train_time_s(), self.train_samples)
+        if (self.check_loss_every_step or state.global_step % args.logging_steps == 0
+                or state.global_step >= state.max_steps):
+            self._check_finite(args, state, kwargs.get("lr_scheduler"))
+
+    def _check_finite(self, args, state, lr_scheduler) -> None:
+        value = float(self._log_loss_sum)
+        if math.isfinite(value):
+            return
+        rate = lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else args.learning_rate
+        hint = "; or --precision fp32, since fp16 can overflow" if args.fp16 else ""
+        raise NonFiniteLossError(
+            f"the training loss became {value} by step {state.global_step} (learning rate {rate:.3g} there): the "
+            f"learning rate is most likely too high; lower --learning_rate (e.g. to {args.learning_rate / 10:.2g}) "
+            f"and keep --max_grad_norm on{hint}")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
+            loss_sum, batches = _sum_over_processes(self._log_loss_sum, self._log_loss_batches)
+            self._log_loss_sum, self._log_loss_batches = 0.0, 0
             self.train_loss_log.append({
                 "step": state.global_step,
                 "epoch": round(state.epoch or 0.0, 4),
-                "loss": logs["loss"],
+                "loss": round(loss_sum / batches, 6) if batches else logs["loss"],
                 "learning_rate": logs.get("learning_rate"),
                 "grad_norm": logs.get("grad_norm"),
             })
@@ -206,13 +241,56 @@ class RunRecorder(TrainerCallback):
     # -- derived figures --
 
     def train_time_s(self) -> float:
-        """Seconds from the start of training to the last optimizer step, less evaluation and saving."""
+        """Seconds from the start of training to the last optimizer step, less evaluation and saving (summed
+        over the segments of a resumed run)."""
         if self.train_begin is None or self.last_step_end is None:
-            return 0.0
+            return self.time_offset_s
         window_end = self.last_step_end
         excluded = sum(max(0.0, min(end, window_end) - start) for start, end in self.excluded_intervals
                        if start < window_end)
-        return window_end - self.train_begin - excluded
+        return self.time_offset_s + window_end - self.train_begin - excluded
+
+    # -- resuming: what a checkpoint must carry so that the resumed run records what an uninterrupted one would --
+
+    def state_dict(self) -> dict:
+        return {
+            "train_loss_log": self.train_loss_log,
+            "history": self.history,
+            "train_time_s": self.train_time_s(),
+            "peaks": dict(self._peaks),  # banked when the checkpoint's saving began (begin_excluded)
+            "after_first_step": self.after_first_step,
+            "rss_at_train_start_mib": self.rss_at_train_start_mib,
+            "train_samples": self.train_samples,
+            "train_padded_tokens": self.train_padded_tokens,
+            "token_sum": int(self._token_sum),
+            "squared_sum": int(self._squared_sum),
+            # float32 sums held as exact doubles, so that the resumed sums continue bit for bit
+            "loss_sum": float(self._loss_sum),
+            "loss_batches": self._loss_batches,
+            "log_loss_sum": float(self._log_loss_sum),
+            "log_loss_batches": self._log_loss_batches,
+        }
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.train_loss_log = list(saved["train_loss_log"])
+        self.history = list(saved["history"])
+        self.time_offset_s = float(saved["train_time_s"])
+        self._resumed_peaks = dict(saved["peaks"])
+        self.after_first_step = tuple(saved["after_first_step"]) if saved["after_first_step"] else None
+        self.rss_at_train_start_mib = saved["rss_at_train_start_mib"]
+        self.train_samples = saved["train_samples"]
+        self.train_padded_tokens = saved["train_padded_tokens"]
+        self._token_sum, self._squared_sum = saved["token_sum"], saved["squared_sum"]
+        float32 = torch.float32
+        self._loss_sum = torch.tensor(saved["loss_sum"], dtype=float32) if saved["loss_batches"] else 0.0
+        self._loss_batches = saved["loss_batches"]
+        self._log_loss_sum = torch.tensor(saved["log_loss_sum"], dtype=float32) if saved["log_loss_batches"] else 0.0
+        self._log_loss_batches = saved["log_loss_batches"]
+
+
+def _on(total, device: torch.device):
+    """A running sum on the device its next term lives on (a resumed sum starts on the CPU)."""
+    return total.to(device) if isinstance(total, torch.Tensor) and total.device != device else total
 
 
 def _sum_over_processes(loss_sum, batches: int) -> tuple[float, int]:

@@ -9,8 +9,9 @@
 Writes to --output_dir (default <results_dir>/plots): learning_curves.png, train_time.png,
 peak_memory.png, trainable_params.png, accuracy_vs_params.png and summary.md.
 
-Selection: only runs whose status is "completed" are used; the others (failed, interrupted, still
-running) are counted in a note. By default the newest completed run (by started_at, then run id) per
+Selection: only runs whose status is "completed" are used; the others (failed, interrupted, unfinished:
+killed without a word, still running) are counted in a note, which gives the command that resumes each
+interrupted or unfinished run. By default the newest completed run (by started_at, then run id) per
 (method label, dataset, model) is shown; --all_runs shows every completed run; --runs names runs
 explicitly (folders or run ids) and cannot be combined with the filters.
 
@@ -38,6 +39,8 @@ import sys
 from collections import Counter
 
 import matplotlib
+
+import run_status
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -526,9 +529,14 @@ def skip_notes(runs, selected, unreadable, args) -> list[str]:
     if args.runs:
         return ["runs chosen with --runs; none skipped"]
     candidates = [r for r in runs if matches(r, args.dataset, args.model, args.method)]
-    incomplete = Counter(r["run_info"].get("status") or "unknown" for r in candidates
-                         if r["run_info"].get("status") != "completed")
+    # A results.json that says "running" while no process holds its folder belongs to a run that died.
+    statuses = [(r, run_status.effective_status(r["_dir"], r["run_info"])) for r in candidates
+                if r["run_info"].get("status") != "completed"]
+    incomplete = Counter(status for _, status in statuses)
     reasons = [f"{n} {status}" for status, n in sorted(incomplete.items())]
+    reasons += [f"{r['run_info'].get('run_id')} stopped early, resume: {run_status.resume_hint(r['_dir'], r['run_info'])}"
+                for r, status in statuses if status in ("interrupted", "unfinished")
+                and r["run_info"].get("resumable") is not False]
     reasons += [f"unreadable: {message}" for message in unreadable]
     skipped = sum(incomplete.values()) + len(unreadable)
     notes = [f"skipped {skipped} run(s) ({'; '.join(reasons)})" if skipped else "no runs skipped"]

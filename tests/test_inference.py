@@ -1,8 +1,8 @@
 """inference.py: reloads every method's run, reproduces its recorded results, and refuses bad input."""
 
 import io
-import math
 import json
+import math
 import os
 import shutil
 
@@ -208,3 +208,137 @@ def test_benchmark_bad_run_and_failure_write_nothing(trained_runs, tmp_path, cap
     with pytest.raises(RuntimeError):
         inference.main(["--run", run] + FAST)
     assert sorted(os.listdir(run)) == before
+
+
+# Odd input: every text gets an answer (valid probabilities), in order, and the exit status is 0.
+LONG = "word " * 20000  # 100,000 characters, 20,002 tokens: far beyond max_seq_length (128)
+ODD = {
+    "empty": "",
+    "whitespace": " \t  \n ",
+    "nul": "\x00",
+    "control": "\x1b[31mred alert\x1b[0m\r\x07 and\ta tab",
+    "invisible": "zero\u200bwidth \u202eevil\u202c \u200fmarks\u200e",
+    "emoji": "😀🎉👍🏽 great 🇫🇷",
+    "long": LONG,
+    "long_word": "x" * 100_000,
+    "surrogate": "bad \ud800 byte \udcff",
+    "plain": "a calm flight",
+}
+NO_TEXT = "no text to classify"
+
+
+def _valid(rows) -> bool:
+    rows = torch.as_tensor(rows)
+    return bool(torch.isfinite(rows).all() and (rows >= 0).all()
+                and torch.allclose(rows.sum(-1), torch.ones(len(rows), dtype=rows.dtype), atol=1e-5))
+
+
+def test_odd_texts_through_the_python_api(trained_runs):
+    model, tokenizer, _ = inference.load_run(trained_runs["lora"], torch.device("cpu"))
+    texts = list(ODD.values())
+    together = inference.predict(model, tokenizer, texts, 128, batch_size=4)  # batches mixing them
+    assert together.shape == (len(texts), 3) and _valid(together)
+    for i, text in enumerate(texts):
+        assert inference.predict(model, tokenizer, [text], 128)[0] == pytest.approx(together[i], abs=1e-5)
+    # Truncation: the model sees the first 128 tokens ([CLS] + 126 words + [SEP]), as in training.
+    assert together[texts.index(LONG)] == pytest.approx(
+        inference.predict(model, tokenizer, ["word " * 126], 128)[0], abs=1e-6)
+    assert inference.predict(model, tokenizer, [], 128).shape == (0, 3)
+
+    about = dict(zip(ODD, inference.describe_texts(tokenizer, texts, 128)))
+    assert about["long"]["truncated"] and about["long"]["num_tokens"] == 20002
+    assert about["long"]["notes"] == ["truncated: 20002 tokens, the first 128 used"]
+    assert not about["long_word"]["truncated"]  # one over-long word is one [UNK]
+    for name in ("empty", "whitespace", "nul"):
+        assert about[name]["num_tokens"] == 2 and len(about[name]["notes"]) == 1
+        assert NO_TEXT in about[name]["notes"][0]
+    assert about["surrogate"]["notes"] == [
+        "2 invalid characters (lone surrogate, e.g. an undecodable byte) replaced by U+FFFD"]
+    for name in ("control", "invisible", "emoji", "plain"):
+        assert about[name]["notes"] == [] and not about[name]["truncated"], name
+    assert inference.clean_text("bad \ud800")[0] == "bad \ufffd"
+    with pytest.raises(TypeError):
+        inference.clean_text(None)
+
+
+def test_odd_texts_in_process_json(trained_runs, capsys):
+    assert inference.main(["--run", trained_runs["full"], "--json"] + list(ODD.values())) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert len(rows) == len(ODD)
+    assert [r["text"] for r in rows] == [inference.clean_text(t)[0] for t in ODD.values()]
+    assert _valid([list(r["probabilities"].values()) for r in rows])
+    assert all(r["label"] == max(r["probabilities"], key=r["probabilities"].get) for r in rows)
+    by_name = dict(zip(ODD, rows))
+    assert by_name["long"]["truncated"] is True and by_name["long"]["num_tokens"] == 20002
+    assert by_name["plain"] == {**by_name["plain"], "truncated": False, "notes": [], "num_tokens": 5}
+    assert NO_TEXT in by_name["empty"]["notes"][0] and "U+FFFD" in by_name["surrogate"]["notes"][0]
+    assert "\ud800" not in captured.out and captured.err.count("note:") == 0  # notes are in the JSON
+
+
+def _cli(args, stdin: bytes = b""):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    return subprocess.run([sys.executable, "inference.py"] + args, cwd=ROOT, input=stdin, capture_output=True,
+                          timeout=300, check=False)
+
+
+def test_odd_texts_on_the_command_line(trained_runs):
+    """The real CLI: odd texts as arguments (an undecodable byte among them) and on standard input (NUL, CR LF,
+    an invalid byte, blank lines), JSON out."""
+    argv = [t for t in ODD.values() if "\x00" not in t and "\ud800" not in t] + [b"invalid \xff byte"]
+    stdin = b"\xef\xbb\xbfwith a BOM\r\nnul \x00 inside\n\n   \nbad \xfe\xff bytes\r\n\xf0\x9f\x98\x80\n"
+    done = _cli(["--run", trained_runs["prefix"], "--json", "-"] + argv, stdin)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    rows = [json.loads(line) for line in done.stdout.decode("utf-8").strip().splitlines()]
+    texts = [r["text"] for r in rows]
+    assert len(rows) == len(argv) + 4 and texts[-4:] == ["with a BOM", "nul \x00 inside", "bad \ufffd\ufffd bytes",
+                                                         "😀"]
+    assert texts[len(argv) - 1] == "invalid \ufffd byte" and "U+FFFD" in rows[len(argv) - 1]["notes"][0]
+    assert _valid([list(r["probabilities"].values()) for r in rows])
+    long = rows[argv.index(LONG)]
+    assert long["truncated"] and long["num_tokens"] == 20002 and len(long["text"]) == 100_000
+
+
+def test_odd_texts_in_the_table_are_shown_safely(trained_runs, monkeypatch, capsys):
+    """The table on a terminal that only takes ASCII: no raw escape sequences or bidi overrides reach it, a
+    long text is shortened, notes go to standard error, one line per text."""
+    terminal = io.TextIOWrapper(io.BytesIO(), encoding="ascii", newline="\n")
+    monkeypatch.setattr("sys.stdout", terminal)
+    argv = [ODD[k] for k in ("empty", "control", "invisible", "emoji", "long", "surrogate", "plain")]
+    assert inference.main(["--run", trained_runs["lora"]] + argv) == 0
+    terminal.flush()
+    out, err = terminal.buffer.getvalue().decode("ascii"), capsys.readouterr().err
+    lines = out.splitlines()
+    assert len(lines) == len(argv) and all(line.split()[0] in ("negative", "neutral", "positive") for line in lines)
+    assert all(ord(ch) >= 32 for ch in out.replace("\n", ""))
+    assert lines[1].endswith("\\x1b[31mred alert\\x1b[0m\\r\\x07 and\\ta tab")
+    assert lines[2].endswith("zero\\u200bwidth \\u202eevil\\u202c \\u200fmarks\\u200e")
+    assert "\\U0001f600" in lines[3]  # emoji the terminal cannot show, escaped rather than a crash
+    assert lines[4].endswith("... (100,000 characters)") and len(lines[4]) < 300
+    assert lines[5].endswith("bad \\ufffd byte \\ufffd")
+    assert "note: text 1: no text to classify" in err and "note: text 5: truncated: 20002 tokens" in err
+    assert "note: text 6: 2 invalid characters" in err and "note: text 7" not in err
+
+
+def test_empty_sources_print_nothing(trained_runs, tmp_path, monkeypatch, capsys):
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n\t\n")
+    assert inference.main(["--run", trained_runs["full"], "--file", str(blank)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no sentences to classify: --file" in captured.err
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n\n"))
+    assert inference.main(["--run", trained_runs["full"], "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "standard input had no non-blank line" in captured.err
+
+
+def test_benchmark_with_odd_texts(trained_runs, tmp_path, capsys):
+    run = _run_copy(trained_runs, "full", tmp_path)
+    assert inference.main(["--run", run] + FAST + [ODD[k] for k in ("empty", "surrogate", "long", "emoji")]) == 0
+    record = json.load(open(os.path.join(run, "inference_benchmark.json")))
+    assert record["inputs"]["sentences"][1] == "bad \ufffd byte \ufffd"
+    assert record["inputs"]["token_lengths"][0] == 2 and record["inputs"]["token_lengths"][2] == 128

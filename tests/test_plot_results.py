@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import plot_results as pr  # noqa: E402
+import run_status  # noqa: E402
 
 METHODS = ("full", "lora", "prefix")
 OUTPUTS = pr.PLOT_FILES + (pr.SUMMARY_FILE,)
@@ -157,19 +158,31 @@ def test_filters(results, trained_runs):
 def test_incomplete_runs_are_skipped_and_counted(results, capsys):
     clone(results, "lora", "failed_lora", hours=1, status="failed")
     clone(results, "prefix", "interrupted_prefix", hours=1, status="interrupted")
-    clone(results, "full", "running_full", hours=1, status="running")
+    clone(results, "full", "running_full", hours=1, status="running")  # no process holds it: unfinished
+    clone(results, "lora", "live_lora", hours=1, status="running")
+    live = run_status.RunLock(str(results / "runs" / "live_lora"))
+    assert live.acquire()  # as the live training process does
     clone(results, "full", "failed_full", hours=2, status="failed")
     out = results / "out"
-    assert pr.main(["--results_dir", str(results), "--output_dir", str(out)]) == 0
-    note = "skipped 4 run(s) (2 failed; 1 interrupted; 1 running)"
-    assert f"note: {note}" in capsys.readouterr().out
+    try:
+        assert pr.main(["--results_dir", str(results), "--output_dir", str(out)]) == 0
+    finally:
+        live.release()
+    note = "skipped 5 run(s) (2 failed; 1 interrupted; 1 running; 1 unfinished; "
+    printed = capsys.readouterr().out
+    assert f"note: {note}" in printed
+    for stopped in ("interrupted_prefix", "running_full"):  # each with the command that continues it
+        run_dir = results / "runs" / stopped
+        method = stopped.split("_")[1]
+        assert f"{stopped} stopped early, resume: python train_{method}.py --resume {run_dir}" in printed
+    assert "live_lora stopped early" not in printed
     summary = (out / pr.SUMMARY_FILE).read_text()
     assert note.capitalize() in summary
     assert sorted(row[-1] for row in table_rows(summary)) == sorted(run_id(results, m) for m in METHODS)
 
     # The count covers only runs that match the filters.
     assert pr.main(["--results_dir", str(results), "--output_dir", str(out), "--method", "prefix"]) == 0
-    assert "skipped 1 run(s) (1 interrupted)" in capsys.readouterr().out
+    assert "skipped 1 run(s) (1 interrupted; interrupted_prefix stopped early" in capsys.readouterr().out
 
 
 def test_older_runs_are_noted_and_all_runs_shows_them(results, capsys):

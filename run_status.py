@@ -1,0 +1,137 @@
+"""Whether a run folder's process is still alive, and what state a run is really in.
+
+A training process holds an exclusive lock on <run>/.lock for as long as it lives; the kernel drops the
+lock when the process ends, however it ends (kill -9 included). A results.json that still says "running"
+while nobody holds the lock belongs to a run that died: "unfinished", resumable from its last checkpoint.
+
+    python run_status.py results            # list the runs that did not complete, and how to resume them
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import socket
+import sys
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: fall back on the recorded process id
+    fcntl = None
+
+LOCK_FILE = ".lock"
+RESULTS_FILE = "results.json"
+CHECKPOINTS_DIR = "checkpoints"
+RESUME_STATE_FILE = "resume_state.json"  # written last into a checkpoint folder: its presence marks it complete
+
+
+class RunLock:
+    """The lock a live run holds on its folder; acquire() is False when another process holds it."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, LOCK_FILE)
+        self.handle = None
+
+    def acquire(self) -> bool:
+        self.handle = open(self.path, "a+")
+        if fcntl is None:
+            return True
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            self.handle.close()
+            self.handle = None
+            return False
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing drops the flock
+            self.handle = None
+
+
+def is_alive(run_dir: str, run_info: dict | None = None) -> bool:
+    """Is a process still working in run_dir? (Lock held; without fcntl, the recorded pid on this host.)"""
+    if fcntl is None:
+        info = run_info or {}
+        if info.get("hostname") != socket.gethostname() or not info.get("pid"):
+            return False
+        try:
+            os.kill(int(info["pid"]), 0)
+            return True
+        except OSError:
+            return False
+    if not os.path.exists(os.path.join(run_dir, LOCK_FILE)):
+        return False
+    with open(os.path.join(run_dir, LOCK_FILE), "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except OSError:
+            return True
+
+
+def effective_status(run_dir: str, run_info: dict) -> str:
+    """completed, failed, interrupted, running (alive), or unfinished (said running, but its process is gone)."""
+    status = run_info.get("status") or "unknown"
+    if status == "running" and not is_alive(run_dir, run_info):
+        return "unfinished"
+    return status
+
+
+def valid_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+    """(step, folder) of every complete checkpoint of the run, oldest first."""
+    found = []
+    for folder in glob.glob(os.path.join(run_dir, CHECKPOINTS_DIR, "checkpoint-*")):
+        step = folder.rsplit("-", 1)[-1]
+        if step.isdigit() and os.path.isfile(os.path.join(folder, RESUME_STATE_FILE)):
+            found.append((int(step), folder))
+    return sorted(found)
+
+
+def resume_hint(run_dir: str, run_info: dict) -> str:
+    script = f"train_{run_info.get('method', '<method>')}.py"
+    checkpoints = valid_checkpoints(run_dir)
+    where = f"continues from step {checkpoints[-1][0]}" if checkpoints else "starts again: no checkpoint was saved"
+    return f"python {script} --resume {run_dir}  ({where})"
+
+
+def resumable_runs(output_dir: str, method: str | None = None) -> list[tuple[str, dict, str]]:
+    """(run folder, results, status) of runs under output_dir/runs that stopped early and can be resumed,
+    newest first."""
+    found = []
+    for path in glob.glob(os.path.join(output_dir, "runs", "*", RESULTS_FILE)):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                results = json.load(handle)
+            info = results["run_info"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if method is not None and info.get("method") != method:
+            continue
+        run_dir = os.path.dirname(path)
+        status = effective_status(run_dir, info)
+        if status in ("interrupted", "unfinished"):
+            found.append((run_dir, results, status))
+    return sorted(found, key=lambda item: (item[1]["run_info"].get("started_at") or "", item[0]), reverse=True)
+
+
+def main(argv: list[str]) -> int:
+    output_dir = argv[0] if argv else "results"
+    if not os.path.isdir(output_dir):
+        print(f"error: {output_dir} is not a folder; give the results folder (default 'results')", file=sys.stderr)
+        return 2
+    runs = resumable_runs(output_dir)
+    if not runs:
+        print(f"no interrupted or unfinished runs under {os.path.join(output_dir, 'runs')}")
+    for run_dir, results, status in runs:
+        info = results["run_info"]
+        stopped = (results.get("train_info") or {}).get("stopped_at_step", info.get("progress", {}).get("global_step"))
+        print(f"{status}: {info.get('run_id')} ({info.get('method_label')}, {info.get('dataset')}), stopped at step "
+              f"{stopped} of {info.get('total_steps')}; resume: {resume_hint(run_dir, info)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
