@@ -724,7 +724,7 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
         resume = _resume_request(method, argv)
         recorded = None
         if resume:
-            resume, previous = resume
+            resume, previous, previous_status = resume
             recorded = run_config_from_dict(method, previous["run_info"]["config"])
             _resolve_recorded_paths(recorded, previous["run_info"].get("working_dir"))
         run_config, device, model_path, model_config, splits, tokenizer, tokenized = prepare(
@@ -769,7 +769,7 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
     if resume:
         results = previous
         results["run_info"].setdefault("resumes", []).append({
-            "started_at": now, "from_status": run_status.effective_status(run_dir, results["run_info"]),
+            "started_at": now, "from_status": previous_status,
             "command": _command(prog, argv), "hostname": socket.gethostname(), "device": str(device)})
         results["run_info"].update(status="running", error=None, finished_at=None, pid=os.getpid(),
                                    hostname=socket.gethostname())
@@ -978,8 +978,8 @@ class _signals_held:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-def _resume_request(method: str, argv: list[str] | None) -> tuple[str, dict] | None:
-    """(run folder, its results) when the command line asks to resume a run; ConfigError when that run cannot
+def _resume_request(method: str, argv: list[str] | None) -> tuple[str, dict, str] | None:
+    """(run folder, its results, its status) when the command line asks to resume a run; ConfigError when that run cannot
     be resumed. --resume comes alone (or with --output_dir, where 'latest' looks)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     values, others = {}, []
@@ -1038,7 +1038,7 @@ def _resume_request(method: str, argv: list[str] | None) -> tuple[str, dict] | N
     if info.get("resumable") is False:
         raise ConfigError(f"--resume: run {run_id} cannot be resumed ({info.get('not_resumable_because')}); "
                           f"start a new run")
-    return run_dir, results
+    return run_dir, results, status
 
 
 def _resolve_recorded_paths(run_config: RunConfig, working_dir: str | None) -> None:

@@ -182,6 +182,7 @@ def test_sigkill_while_saving_leaves_no_claim_and_resumes(tiny_bert, baselines, 
     assert listing.returncode == 0 and "unfinished" in listing.stdout and "from step 5" in listing.stdout
 
     assert train("full", ["--resume", "latest", "--output_dir", str(tmp_path)]) == 0
+    assert [r["from_status"] for r in results_of(run_dir)["run_info"]["resumes"]] == ["unfinished"]
     assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
     assert_same_results(baselines("full"), run_dir, "SIGKILL while saving step 10")
 
