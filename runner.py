@@ -265,6 +265,8 @@ class StopRequest:
     def __init__(self):
         self.signal_name: str | None = None
         self.graceful = False
+        self.finished = False  # the results are written: nothing is left to stop
+        self.run_dir: str | None = None
         self._previous: dict = {}
 
     def install(self) -> None:
@@ -283,6 +285,8 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
+        if self.finished:
+            return
         if self.graceful and self.signal_name is None:
             self.signal_name = name
             print(f"\n{name}: stopping after this step and saving a checkpoint (send it again to stop at once)",
@@ -710,9 +714,12 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
     stop.install()
     try:
         return _run(method, build_method, argv, prog, loader_for, stop)
-    except KeyboardInterrupt:  # before the run had a folder: there is nothing to save
-        print(f"error: {stop.signal_name or 'interrupted'} before training started; nothing was written",
-              file=sys.stderr)
+    except KeyboardInterrupt:  # before training started
+        if stop.run_dir and os.path.isfile(os.path.join(stop.run_dir, RESULTS_FILE)):
+            left = f"{stop.run_dir} is left unfinished; resume with: python train_{method}.py --resume {stop.run_dir}"
+        else:
+            left = f"nothing was written{f' (an empty folder {stop.run_dir} is left)' if stop.run_dir else ''}"
+        print(f"error: {stop.signal_name or 'interrupted'} before training started; {left}", file=sys.stderr)
         return stop.exit_code()
     finally:
         stop.restore()
@@ -759,6 +766,7 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
     run_dir = share_from_main((resume or create_run_dir(training.output_dir, method, run_config.data.dataset,
                                                         run_config.model.model_name_or_path, training.run_name))
                               if main_process else None)
+    stop.run_dir = run_dir
     lock = run_status.RunLock(run_dir)
     if main_process and not lock.acquire():
         print(f"error: another process is working in {run_dir}; wait for it or stop it first", file=sys.stderr)
@@ -927,6 +935,7 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
                         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else \
                             os.path.exists(path) and os.remove(path)
                 write_json_atomic(results_path, results)
+            stop.finished = True
             lock.release()
     if not main_process:
         return exit_code

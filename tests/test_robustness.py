@@ -207,8 +207,10 @@ def test_signal_from_outside_at_a_random_moment(tiny_bert, baselines, tmp_path, 
     context = f"{signame} {delay:.2f}s after training began (FTB_INTERRUPT_SEED={SEED}); exit {process.returncode}"
     run_dir = only_run(tmp_path)
     results = results_of(run_dir)
-    if process.returncode == 0:  # finished before the signal came
-        assert results["run_info"]["status"] == "completed", context
+    if results["run_info"]["status"] == "completed":  # the signal came after the results were written
+        assert process.returncode in (0, -getattr(signal, signame)), (context, stderr[-2000:])
+        assert "accuracy" in results["train_info"]["test"], context
+        assert os.path.isfile(os.path.join(run_dir, "test_predictions.json")), context
     else:
         assert process.returncode in (143, -signal.SIGKILL), (context, stderr[-2000:])
         assert_nothing_claims_completion(run_dir)
@@ -326,6 +328,22 @@ def test_out_of_memory_fails_with_the_batch_size_and_a_way_out(tiny_bert, tmp_pa
     assert "out of device memory while training at --per_device_train_batch_size 16" in error, error
     assert "--per_device_train_batch_size 8 --gradient_accumulation_steps 2" in error, error
     assert "out of device memory" in capsys.readouterr().err
+
+
+def test_interrupt_before_training_writes_nothing(tiny_bert, tmp_path, capsys):
+    import train_full
+
+    def loader_for(model_config):
+        def load(*args, **kwargs):
+            raise KeyboardInterrupt  # Ctrl-C while the weights load
+        return load
+
+    status = runner.run("full", train_full.build_full, ["--model_name_or_path", tiny_bert, "--output_dir",
+                                                        str(tmp_path)] + BASE, "train_full.py", loader_for)
+    assert status == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: interrupted before training started; nothing was written"], err
+    assert not os.path.exists(tmp_path / "runs")
 
 
 def test_simultaneous_runs_never_share_a_folder(tmp_path):
