@@ -51,13 +51,13 @@ from transformers.trainer_callback import ProgressCallback
 
 import run_status
 import utils
-from config import METHODS, MODEL_ALIASES, ConfigError, RunConfig, parse_args, run_config_from_dict
+from config import METHODS, MODEL_ALIASES, ConfigError, RunConfig, _Parser, parse_args, run_config_from_dict
 from logger_callback import RunRecorder
 from methods import ModelTransform
 from run_status import RESUME_STATE_FILE
 
 SCHEMA_VERSION = 1
-RESULTS_FILE = "results.json"
+RESULTS_FILE = run_status.RESULTS_FILE
 LOG_FILE = "training_log.txt"
 MODEL_DIR = "model"
 MERGED_MODEL_DIR = "merged_model"
@@ -728,7 +728,7 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
 def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int:
     resume, previous = None, None
     try:
-        resume = _resume_request(method, argv)
+        resume = _resume_request(method, argv, prog)
         recorded = None
         if resume:
             resume, previous, previous_status = resume
@@ -932,8 +932,10 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
                 if status != "completed":  # nothing that looks like a result stays in the folder
                     for name in (PREDICTIONS_FILE, MODEL_DIR, MERGED_MODEL_DIR):
                         path = os.path.join(run_dir, name)
-                        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else \
-                            os.path.exists(path) and os.remove(path)
+                        if os.path.isdir(path):
+                            shutil.rmtree(path, ignore_errors=True)
+                        elif os.path.exists(path):
+                            os.remove(path)
                 write_json_atomic(results_path, results)
             stop.finished = True
             lock.release()
@@ -987,32 +989,22 @@ class _signals_held:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-def _resume_request(method: str, argv: list[str] | None) -> tuple[str, dict, str] | None:
-    """(run folder, its results, its status) when the command line asks to resume a run; ConfigError when that run cannot
-    be resumed. --resume comes alone (or with --output_dir, where 'latest' looks)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    values, others = {}, []
-    index = 0
-    while index < len(argv):
-        name, has_value, value = argv[index].partition("=")
-        if name in ("--resume", "--output_dir"):
-            if not has_value:
-                if index + 1 >= len(argv):
-                    raise ConfigError(f"{name} needs a value")
-                index += 1
-                value = argv[index]
-            values[name] = value
-        else:
-            others.append(argv[index])
-        index += 1
-    if "--resume" not in values:
+def _resume_request(method: str, argv: list[str] | None, prog: str | None) -> tuple[str, dict, str] | None:
+    """(run folder, its results, its status) when the command line asks to resume a run; ConfigError when that run
+    cannot be resumed. --resume comes alone (or with --output_dir, where 'latest' looks)."""
+    # Read before the full parser, as config_file_values reads --config.
+    pre = _Parser(add_help=False, allow_abbrev=False, prog=prog)
+    pre.add_argument("--resume", default=None)
+    pre.add_argument("--output_dir", default="results")
+    known, others = pre.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if known.resume is None:
         return None
     if others:
         raise ConfigError(f"--resume continues a run with the settings it recorded; drop the other options "
                           f"({' '.join(others)})")
-    target = values["--resume"]
+    target = known.resume
     if target == "latest":
-        output_dir = values.get("--output_dir", "results")
+        output_dir = known.output_dir
         found = run_status.resumable_runs(output_dir, method)
         if not found:
             raise ConfigError(f"--resume latest: no interrupted or unfinished {method} run under "

@@ -363,9 +363,13 @@ def _take(split: tuple[list, list], rows: list[int]) -> tuple[list, list]:
     return [split[0][i] for i in rows], [split[1][i] for i in rows]
 
 
-def _overlaps(found: dict) -> dict:
-    """Distinct texts shared by each pair of splits present in `found`."""
-    keys = {split: {text_key(t) for t in texts} for split, (texts, _) in found.items()}
+def _key_sets(found: dict) -> dict:
+    """The distinct text keys of each split in `found`."""
+    return {split: {text_key(t) for t in texts} for split, (texts, _) in found.items()}
+
+
+def _overlaps(keys: dict) -> dict:
+    """Distinct texts shared by each pair of splits, from their key sets (_key_sets)."""
     pairs = [("train", "test"), ("train", "validation"), ("validation", "test")]
     return {f"{a}_{b}": len(keys[a] & keys[b]) for a, b in pairs if a in keys and b in keys}
 
@@ -390,8 +394,9 @@ def _deduplicate(found: dict, keep: bool, counts: dict) -> tuple[dict, dict]:
             if record["conflicting_label_texts"]:
                 # the first copies of those texts: the other copies are counted as repeated rows
                 counts[prefix + "conflicting_label_texts_dropped"] = record["conflicting_label_texts"]
+    keys = _key_sets(found)
     overlap = {"counted_as": "distinct texts found in both splits (whitespace collapsed, case ignored)",
-               "between_loaded_splits": _overlaps(found)}
+               "between_loaded_splits": _overlaps(keys)}
     if keep:
         overlap["action"] = "kept"
     elif not overlap["between_loaded_splits"]:
@@ -402,7 +407,8 @@ def _deduplicate(found: dict, keep: bool, counts: dict) -> tuple[dict, dict]:
         for split, others in (("validation", ("test",)), ("train", ("test", "validation"))):
             if split not in found or not any(o in found for o in others):
                 continue
-            shared = set().union(*({text_key(t) for t in found[o][0]} for o in others if o in found))
+            # Validation's texts that are also test texts leave validation here, but train drops those anyway.
+            shared = set().union(*(keys[o] for o in others if o in found))
             rows = [i for i, t in enumerate(found[split][0]) if text_key(t) not in shared]
             removed[split] = len(found[split][0]) - len(rows)
             found[split] = _take(found[split], rows)
@@ -687,7 +693,7 @@ def load_splits(args: DataArguments) -> Splits:
             raise DataError(f"{args.dataset}: the {split} split is empty after cleaning; check the input files")
     for split in SPLIT_NAMES:
         _check_single_class(args, split, getattr(splits, split)[1], label_names, full_sizes[split])
-    overlap["in_used_splits"] = _overlaps({split: getattr(splits, split) for split in SPLIT_NAMES})
+    overlap["in_used_splits"] = _overlaps(_key_sets({split: getattr(splits, split) for split in SPLIT_NAMES}))
     splits.info = {
         "dataset": args.dataset,
         "source": source,
