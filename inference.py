@@ -155,6 +155,13 @@ def load_run(run_dir: str, device: torch.device, merged: bool = False, trust_rem
     results = json.load(open(os.path.join(run_dir, "results.json")))
     info = results["run_info"]
     model_dir = os.path.join(run_dir, "merged_model" if merged else "model")
+    if info.get("status") != "completed" and os.path.isdir(model_dir):
+        # Killed while finishing: the model was saved, results.json not yet marked completed. Not a result.
+        import run_status
+
+        raise RunError(f"run '{info['run_id']}' did not complete (status "
+                       f"{run_status.effective_status(run_dir, info)}), so its saved files are no result; resume it "
+                       f"(python train_{info.get('method')}.py --resume {run_dir}) or pick another run with --run")
     if not os.path.isdir(model_dir):
         if merged:
             raise RunError(f"run '{info['run_id']}' has no merged model; train a LoRA-family method with "

@@ -927,8 +927,6 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
             results["run_info"].update(status=status, error=error_message,
                                        finished_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
             if main_process:
-                if status != "interrupted" or not resumable:
-                    shutil.rmtree(os.path.join(run_dir, CHECKPOINTS_DIR), ignore_errors=True)
                 if status != "completed":  # nothing that looks like a result stays in the folder
                     for name in (PREDICTIONS_FILE, MODEL_DIR, MERGED_MODEL_DIR):
                         path = os.path.join(run_dir, name)
@@ -937,6 +935,9 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
                         elif os.path.exists(path):
                             os.remove(path)
                 write_json_atomic(results_path, results)
+                # Only once the results say how the run ended: killed before that, it resumes from its last step.
+                if status != "interrupted" or not resumable:
+                    shutil.rmtree(os.path.join(run_dir, CHECKPOINTS_DIR), ignore_errors=True)
             stop.finished = True
             lock.release()
     if not main_process:

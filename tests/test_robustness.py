@@ -17,6 +17,7 @@ import time
 import pytest
 import torch
 
+import inference
 import plot_results
 import run_status
 import runner
@@ -91,8 +92,17 @@ def assert_nothing_claims_completion(run_dir: str) -> dict:
     results = results_of(run_dir)  # parses: never truncated
     assert results["run_info"]["status"] != "completed"
     assert "test" not in results["train_info"]
-    for name in ("test_predictions.json", "model", "merged_model"):
-        assert not os.path.exists(os.path.join(run_dir, name)), name
+    outputs = [name for name in ("test_predictions.json", "model", "merged_model")
+               if os.path.exists(os.path.join(run_dir, name))]
+    if results["run_info"]["status"] == "running":
+        # kill -9 while finishing: outputs written, results.json not yet completed. They are no result:
+        # inference refuses the run, and a resume writes them again.
+        assert run_status.effective_status(run_dir, results["run_info"]) == "unfinished"
+        if "model" in outputs:
+            with pytest.raises(inference.RunError, match="did not complete"):
+                inference.load_run(run_dir, torch.device("cpu"))
+    else:  # the run recorded its own end: nothing that looks like a result is left
+        assert outputs == [], outputs
     return results
 
 
@@ -144,6 +154,28 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_bert, baseline
     assert [r["from_status"] for r in resumed["run_info"]["resumes"]] == ["interrupted"]
     assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
     assert_same_results(expected, run_dir, context)
+
+
+def test_sigkill_while_finishing_leaves_no_result(tiny_bert, baselines, tmp_path):
+    """kill -9 after the test predictions and the model are written, before results.json says completed."""
+    command = [sys.executable, "-c", "import os, signal, sys; sys.path[:0] = ['.', 'tests']; import runner; "
+               "save = runner.write_json_atomic\n"
+               "def write(path, payload):\n"
+               "    if payload.get('run_info', {}).get('status') == 'completed':\n"
+               "        os.kill(os.getpid(), signal.SIGKILL)\n"
+               "    save(path, payload)\n"
+               "runner.write_json_atomic = write\n"
+               "import train_full; sys.exit(runner.run('full', train_full.build_full, sys.argv[1:], 'train_full.py'))",
+               "--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + BASE
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    run_dir = only_run(tmp_path)
+    assert os.path.isdir(os.path.join(run_dir, "model"))  # saved just before the kill
+    assert_nothing_claims_completion(run_dir)
+    # the checkpoint of the last step is still there: the resume only selects, tests and saves again
+    assert run_status.valid_checkpoints(run_dir)[-1][0] == TOTAL_STEPS
+    assert train("full", ["--resume", run_dir]) == 0
+    assert_same_results(baselines("full"), run_dir, "SIGKILL while finishing")
 
 
 def test_checkpoint_rotation_keeps_the_latest_and_the_best(tiny_bert, tmp_path):
