@@ -16,6 +16,7 @@ scaling.json, scaling.md and scaling.png. Re-running the same command skips runs
 
 from __future__ import annotations
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import os
 import shlex
 import subprocess

@@ -16,6 +16,7 @@ cell's run continues from its last checkpoint (train_<method>.py --resume), fail
 
 from __future__ import annotations
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import dataclasses
 import datetime as dt
 import glob

@@ -58,6 +58,25 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def check_output_dir(output_dir: str) -> None:
+    """Refuse, before anything is written, an --output_dir under which run folders cannot be made: a file, a
+    path through a file, a read-only file system, or a folder without write permission. Nothing is created
+    here: the deepest part of output_dir/runs that exists is inspected."""
+    target = os.path.abspath(os.path.join(output_dir, "runs"))
+    existing = target
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    fix = "give a folder that can be written (it is created if missing)"
+    if not os.path.isdir(existing):
+        what = "is a file" if existing == os.path.abspath(output_dir) else f"cannot be created: '{existing}' is a file"
+        raise ConfigError(f"--output_dir '{output_dir}' {what}; {fix}")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise ConfigError(f"--output_dir '{output_dir}' is on a read-only file system ('{existing}'); {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output_dir '{output_dir}' cannot be written: no permission to write in '{existing}'; "
+                          f"{fix}")
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
@@ -572,8 +591,8 @@ METHODS = {
         MethodSpec("full", FullArguments, 5e-5, "full fine-tuning: every weight of the encoder and the head trains"),
         MethodSpec("feature_extraction", FeatureExtractionArguments, 5e-2,
                    "feature extraction: the encoder is frozen, only the classification head trains"),
-        MethodSpec("lora", LoraArguments, 1e-3, "LoRA: low-rank updates on the attention projections, plus the head"),
-        MethodSpec("dora", LoraArguments, 1e-3, "DoRA: LoRA on the direction of each weight, plus a trained "
+        MethodSpec("lora", LoraArguments, 3e-3, "LoRA: low-rank updates on the attention projections, plus the head"),
+        MethodSpec("dora", LoraArguments, 3e-3, "DoRA: LoRA on the direction of each weight, plus a trained "
                    "magnitude, plus the head", {"use_dora": True}),
         MethodSpec("adalora", AdaLoraArguments, 1e-2, "AdaLoRA: LoRA whose rank budget is re-allocated to the most "
                    "important layers during training, plus the head"),

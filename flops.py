@@ -17,6 +17,7 @@ head, per-token linear layers, and attention's L x L products), so three probe l
 
 from __future__ import annotations
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import time
 
 import torch
@@ -128,6 +129,10 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description="Measure the peak matmul rate of this machine's CPU (and GPU, if there is "
+                                        "one), as MFU uses it.").parse_args()
     for name in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         for dtype in (torch.float32, torch.bfloat16) if name == "cuda" else (torch.float32,):
             peak = peak_matmul_flops(torch.device(name), dtype)

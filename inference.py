@@ -1,6 +1,6 @@
 """Classify sentences with a trained run: full model, or peft adapter plus its classification head.
 
-    python inference.py "a gripping, beautifully acted film" "a dull mess"   # newest completed run
+    python inference.py "@united thanks, the crew was wonderful!" "worst service ever"   # newest completed run
     python inference.py --run results/runs/<run id> --file sentences.txt     # one sentence per line
     cat sentences.txt | python inference.py --method lora -                  # '-' reads standard input
     python inference.py                                                      # a few built-in examples
@@ -43,6 +43,7 @@ with --trust_remote_code when inference.py is given --trust_remote_code too.
 
 from __future__ import annotations
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import argparse
 import datetime as dt
 import importlib
@@ -100,12 +101,24 @@ def find_run(run: str | None, results_dir: str, method: str | None = None, datas
     return max(candidates)[2]
 
 
+# The model loaders a run can record (run_info.model_loader). A results file is data: the name it gives is
+# looked up here, never imported as it stands, so a results file cannot make inference.py run other code.
+MODEL_LOADERS = {
+    "prefix_distilbert:load_distilbert_for_prefix": ("prefix_distilbert", "load_distilbert_for_prefix"),
+    "train_qlora:load_4bit": ("train_qlora", "load_4bit"),
+}
+
+
 def _loader(spec: str | None):
     if not spec:
         from transformers import AutoModelForSequenceClassification
 
         return AutoModelForSequenceClassification.from_pretrained
-    module, name = spec.split(":")
+    if spec not in MODEL_LOADERS:
+        raise RunError(f"the run names the model loader {spec!r}, which is not one of the suite's "
+                       f"({', '.join(sorted(MODEL_LOADERS))}); refusing to import it. Was results.json edited, "
+                       f"or written by another version of the suite?")
+    module, name = MODEL_LOADERS[spec]
     return getattr(importlib.import_module(module), name)
 
 
@@ -608,9 +621,6 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
         except (AttributeError, ValueError, io.UnsupportedOperation):
             pass
-    from runner import quiet_bitsandbytes
-
-    quiet_bitsandbytes()
     try:
         if args.batch_size < 1:
             raise RunError(f"--batch_size must be at least 1, got {args.batch_size}")

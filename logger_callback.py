@@ -7,7 +7,8 @@ The callback observes the Trainer and records; it takes no training decisions. T
     trainer = BenchmarkTrainer(..., callbacks=[recorder])
 
 Measurement rules: time spent evaluating and saving checkpoints is not training time, and their memory
-is not training memory either (peaks are read before and reset after each such stretch); CUDA work is
+is not training memory either (peaks are read before and reset after each such stretch; the training peak is
+read before the Trainer loads the best checkpoint at the end, so that load is not counted); CUDA work is
 synchronised before a clock is read; peak memory is reset when training starts (CUDA allocator peaks,
 or on CPU the peak resident set size of the process, via /proc/self/clear_refs where Linux allows it).
 """
@@ -101,6 +102,7 @@ class RunRecorder(TrainerCallback):
         self.rss_at_train_start_mib: float | None = None
         self._cpu_scope = ""
         self._peaks: dict = {}  # highest peaks of the training stretches so far
+        self._steps_since_reset = 0  # optimizer steps since the peak counters were last reset
         # Training-loss sums since the previous evaluation, kept as tensors so that no step waits on the GPU.
         self._loss_sum = 0.0
         self._loss_batches = 0
@@ -142,6 +144,7 @@ class RunRecorder(TrainerCallback):
         synchronize()
         self.excluded_intervals.append((start, time.perf_counter()))
         reset_peak_memory()
+        self._steps_since_reset = 0
 
     def _bank_peaks(self) -> None:
         for key, value in peak_memory(self.device_type, self._cpu_scope).items():
@@ -162,6 +165,7 @@ class RunRecorder(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         synchronize()
         self._cpu_scope = reset_peak_memory()
+        self._steps_since_reset = 0
         rss_now_mib = current_rss_mib()
         if self.rss_at_train_start_mib is None:  # a resumed run keeps the figure of its first start
             self.rss_at_train_start_mib = rss_now_mib
@@ -178,6 +182,7 @@ class RunRecorder(TrainerCallback):
         if state.global_step >= state.max_steps or state.global_step == 1:
             synchronize()
         self.last_step_end = time.perf_counter()
+        self._steps_since_reset += 1
         if state.global_step == 1:  # the end of warm-up (first allocations, kernel selection)
             self.after_first_step = (self.train_time_s(), self.train_samples)
         if (self.check_loss_every_step or state.global_step % args.logging_steps == 0
@@ -230,9 +235,17 @@ class RunRecorder(TrainerCallback):
             f"{_fmt(entry['generalization_gap'], 8, signed=True)} {entry['train_time_s']:>8.1f}"
         )
 
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # The Trainer's last event after the last step (and its evaluation and checkpoint) and before it loads the
+        # best checkpoint (load_best_model_at_end) and calls on_train_end: the training peak is banked here, so
+        # that loading that checkpoint does not count as training memory. Only if steps ran since the last reset:
+        # what an evaluation leaves resident is not training memory unless training goes on with it.
+        if self._steps_since_reset:
+            self._bank_peaks()  # allocator peaks are counted on the host as work is queued: no sync needed
+
     def on_train_end(self, args, state, control, **kwargs):
-        synchronize()
-        self._bank_peaks()
+        # No fresh reading of the peaks: since on_epoch_end the Trainer has only loaded the best model. A figure
+        # never banked (no step ran) falls back on the current reading.
         self.memory = {**peak_memory(self.device_type, self._cpu_scope), **self._peaks,
                        "rss_at_train_start_mib": self.rss_at_train_start_mib}
         self.train_tokens = int(self._token_sum)

@@ -29,6 +29,7 @@ one line and exit with status 2, and nothing is written.
 
 from __future__ import annotations
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import argparse
 import datetime as dt
 import glob

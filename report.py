@@ -15,6 +15,7 @@ every run behind the numbers.
 
 from __future__ import annotations
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import argparse
 import json
 import os
@@ -294,7 +295,7 @@ def environment_line(runs: list[dict]) -> str:
     for run in runs:
         meta = run.get("meta_info") or {}
         device = meta.get("device_name") or meta.get("device", "?")
-        cpu = meta.get("cpu_model")
+        cpu = meta.get("cpu")  # runner.environment_info's key
         seen[f"{meta.get('device', '?')} ({device}{'' if not cpu or cpu == device else ', ' + cpu}), "
              f"torch {meta.get('torch', '?')}, transformers {meta.get('transformers', '?')}, "
              f"peft {meta.get('peft', '?')}, Python {meta.get('python', '?')}"] += 1

@@ -9,6 +9,8 @@ while nobody holds the lock belongs to a run that died: "unfinished", resumable 
 
 from __future__ import annotations
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+import argparse
 import glob
 import json
 import os
@@ -117,8 +119,26 @@ def resumable_runs(output_dir: str, method: str | None = None) -> list[tuple[str
     return sorted(found, key=lambda item: (item[1]["run_info"].get("started_at") or "", item[0]), reverse=True)
 
 
+def where_it_stopped(results: dict) -> str:
+    """What the run's results say of where it stopped. An interrupted run recorded the step itself
+    (train_info.stopped_at_step); a killed one recorded only its progress, the step of its last complete
+    checkpoint (run_info.progress.last_checkpoint_step), and may have trained past it."""
+    info = results["run_info"]
+    total = info.get("total_steps")
+    stopped = (results.get("train_info") or {}).get("stopped_at_step")
+    if stopped is not None:
+        return f"stopped at step {stopped} of {total}"
+    checkpoint = (info.get("progress") or {}).get("last_checkpoint_step")
+    if checkpoint is not None:
+        return f"last checkpoint at step {checkpoint} of {total}"
+    return f"no checkpoint of its {total} steps saved"
+
+
 def main(argv: list[str]) -> int:
-    output_dir = argv[0] if argv else "results"
+    parser = argparse.ArgumentParser(description="List the interrupted and unfinished runs under a results folder, "
+                                                 "with the command that resumes each.")
+    parser.add_argument("output_dir", nargs="?", default="results", help="The results folder (default: results).")
+    output_dir = parser.parse_args(argv).output_dir
     if not os.path.isdir(output_dir):
         print(f"error: {output_dir} is not a folder; give the results folder (default 'results')", file=sys.stderr)
         return 2
@@ -127,9 +147,8 @@ def main(argv: list[str]) -> int:
         print(f"no interrupted or unfinished runs under {os.path.join(output_dir, 'runs')}")
     for run_dir, results, status in runs:
         info = results["run_info"]
-        stopped = (results.get("train_info") or {}).get("stopped_at_step", info.get("progress", {}).get("global_step"))
-        print(f"{status}: {info.get('run_id')} ({info.get('method_label')}, {info.get('dataset')}), stopped at step "
-              f"{stopped} of {info.get('total_steps')}; resume: {resume_hint(run_dir, info)}")
+        print(f"{status}: {info.get('run_id')} ({info.get('method_label')}, {info.get('dataset')}), "
+              f"{where_it_stopped(results)}; resume: {resume_hint(run_dir, info)}")
     return 0
 
 

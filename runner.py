@@ -13,15 +13,16 @@ training, 2 bad input (nothing written), 130 interrupted.
 
 from __future__ import annotations
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import gc
 import glob
 import hashlib
 import inspect
 import json
-import logging
 import math
 import os
 import platform
@@ -51,7 +52,8 @@ from transformers.trainer_callback import ProgressCallback
 
 import run_status
 import utils
-from config import METHODS, MODEL_ALIASES, ConfigError, RunConfig, _Parser, parse_args, run_config_from_dict
+from config import (METHODS, MODEL_ALIASES, ConfigError, RunConfig, _Parser, check_output_dir, parse_args,
+                    run_config_from_dict)
 from logger_callback import RunRecorder
 from methods import ModelTransform
 from run_status import RESUME_STATE_FILE
@@ -452,9 +454,14 @@ def _jsonable(value):
 def write_text_atomic(path: str, text: str) -> None:
     """Write to a temporary file and rename, so a reader never sees a half-written file."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: leave no partial temporary file behind
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def write_json_atomic(path: str, payload: dict) -> None:
@@ -613,7 +620,10 @@ def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, pr
             run_config: RunConfig | None = None):
     """Everything that can fail on bad input, done before any file is written. run_config: settings already
     known (a resumed run's), instead of the command line's."""
+    resumed = run_config is not None
     run_config = run_config or parse_args(method, argv, prog)
+    if not resumed:  # a resumed run writes into its own folder, which exists
+        check_output_dir(run_config.training.output_dir)
     if hasattr(build_method, "precheck"):  # a method that cannot run here says so before anything loads
         build_method.precheck(run_config)
     training = run_config.training
@@ -640,13 +650,6 @@ def prepare(method: str, build_method: MethodBuilder, argv: list[str] | None, pr
     tokenized = utils.tokenize_splits(splits, tokenizer, run_config.data.max_seq_length, run_config.data.padding)
     run_config.total_steps = total_training_steps(run_config, len(tokenized["train"]))
     return run_config, device, model_path, model_config, splits, tokenizer, tokenized
-
-
-def quiet_bitsandbytes() -> None:
-    """bitsandbytes, which peft imports whenever it is installed, warns on CPUs with AVX512-BF16 that an
-    optional fused-kernel package is missing; the suite never uses that kernel (train_qlora.py switches it
-    off), so the line would only be noise on every run's stderr."""
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def importable_name(function) -> str:
@@ -708,7 +711,6 @@ def run(method: str, build_method: MethodBuilder, argv: list[str] | None = None,
     """
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # the per-tensor "Loading weights" bar
-    quiet_bitsandbytes()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     stop = StopRequest()
     stop.install()
@@ -745,11 +747,8 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
         model = apply_method(model, method_object, head_modules)
         run_config.pipeline["attn_implementation"] = getattr(model.config, "_attn_implementation", None)
         init_distributed(device)
-    except (ConfigError, utils.DataError) as error:
+    except (ConfigError, utils.DataError) as error:  # the user's input; any other error is a bug: a traceback
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:  # e.g. peft: target modules not found in the model
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
 
     training = run_config.training
@@ -903,8 +902,9 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     except Exception as error:  # recorded, not swallowed: the traceback goes to the log and stderr
-        status, error_message, exit_code = "failed", f"{type(error).__name__}: {error}", 1
-        recorder.write(traceback.format_exc())
+        status, error_message, exit_code = "failed", _failure_message(error, run_dir), 1
+        with contextlib.suppress(OSError):  # the log may be on the disk that just filled up
+            recorder.write(traceback.format_exc())
     finally:
         stop.graceful = False
         with _signals_held():
@@ -928,15 +928,17 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
                                        finished_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
             if main_process:
                 if status != "completed":  # nothing that looks like a result stays in the folder
-                    for name in (PREDICTIONS_FILE, MODEL_DIR, MERGED_MODEL_DIR):
-                        path = os.path.join(run_dir, name)
-                        if os.path.isdir(path):
-                            shutil.rmtree(path, ignore_errors=True)
-                        elif os.path.exists(path):
-                            os.remove(path)
-                write_json_atomic(results_path, results)
+                    _remove_result_files(run_dir)
+                try:
+                    write_json_atomic(results_path, results)
+                    recorded = True
+                except OSError as error:  # e.g. the disk is full: the folder stays 'unfinished', as if killed
+                    _remove_result_files(run_dir)
+                    recorded, status, exit_code = False, "failed", 1
+                    error_message = (f"{error_message + '; ' if error_message else ''}how the run ended could not be "
+                                     f"recorded in {results_path}: {_failure_message(error, run_dir)}")
                 # Only once the results say how the run ended: killed before that, it resumes from its last step.
-                if status != "interrupted" or not resumable:
+                if recorded and (status != "interrupted" or not resumable):
                     shutil.rmtree(os.path.join(run_dir, CHECKPOINTS_DIR), ignore_errors=True)
             stop.finished = True
             lock.release()
@@ -951,7 +953,9 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
                            f"{utilisation['peak_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s peak matmul); "
                            f"{100 * info['train_tokens'] / info['train_padded_tokens']:.0f}% of the tokens "
                            f"computed on were text, the rest padding")
-        recorder.write(f"test accuracy {info['test']['accuracy']:.4f}, macro-F1 {info['test']['f1_macro']:.4f}; "
+        baseline = info["test"]["majority_baseline"]
+        recorder.write(f"test accuracy {info['test']['accuracy']:.4f}, macro-F1 {info['test']['f1_macro']:.4f} "
+                       f"(always '{baseline['label']}': {baseline['accuracy']:.4f}, {baseline['f1_macro']:.4f}); "
                        f"train time {info['train_time_s']:.1f}s, {info['train_samples_per_s']:.1f} samples/s; "
                        f"peak memory {_memory_summary(info['memory'])}")
         if pretraining_info is not None:
@@ -960,7 +964,8 @@ def _run(method, build_method, argv, prog, loader_for, stop: StopRequest) -> int
                            f"{_memory_summary(pretraining_info['memory'])}")
         recorder.write(f"results: {results_path}")
     else:
-        recorder.write(f"run {status}: {error_message}", echo=False)  # stderr has it, below
+        with contextlib.suppress(OSError):  # the log may be on a full disk
+            recorder.write(f"run {status}: {error_message}", echo=False)  # stderr has it, below
         print(f"error: run {status}: {error_message} (details in {os.path.join(run_dir, LOG_FILE)})",
               file=sys.stderr)
     return exit_code
@@ -1109,6 +1114,24 @@ def _model_from_backbone(run_config, backbone_dir, splits, loader, build_method,
     model, head_modules = load_base_model(run_config, backbone_dir, splits.label_names, loader)
     method_object = build_method(run_config, model_config, head_modules)
     return apply_method(model, method_object, head_modules), head_modules
+
+
+def _remove_result_files(run_dir: str) -> None:
+    for name in (PREDICTIONS_FILE, MODEL_DIR, MERGED_MODEL_DIR):
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def _failure_message(error: BaseException, run_dir: str) -> str:
+    """The one line that says why a run failed; a full disk is named as such, with the fix."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing '{error.filename}'" if error.filename else ""
+        return (f"the disk is full ({error.strerror}{where}); free space on the disk holding {run_dir} or give "
+                f"another --output_dir, then run again")
+    return f"{type(error).__name__}: {error}"
 
 
 def _out_of_memory_message(error: BaseException, run_config: RunConfig) -> str:
@@ -1357,6 +1380,7 @@ def _finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_confi
         "loss": metrics["test_loss"],
         "num_examples": len(tokenized["test"]),
         "eval_time_s": metrics["test_runtime"],
+        "majority_baseline": utils.majority_baseline(splits.train[1], splits.test[1], splits.label_names),
     }
     if trainer.is_world_process_zero():
         write_json_atomic(os.path.join(run_dir, PREDICTIONS_FILE), {

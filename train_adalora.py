@@ -12,6 +12,7 @@ shrinks every --adalora_delta_t steps to --adalora_target_r on average, and the 
 model/ holding the adapter (cut to its final ranks) and head.
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from peft import AdaLoraConfig, TaskType
 
 from config import ConfigError

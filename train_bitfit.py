@@ -9,6 +9,7 @@ No library offers it: it is a choice of which parameters train (methods.BitFit),
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the biases and head only).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from methods import BitFit
 from runner import main_for
 

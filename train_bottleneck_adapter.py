@@ -11,6 +11,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the a
 norms and head only).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from bottleneck_adapter import BottleneckAdapterTransform, check_supported
 from runner import main_for
 

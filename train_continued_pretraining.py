@@ -12,6 +12,7 @@ each and the total (train_info.pretraining, train_info.total_train_time_s).
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the fine-tuned model).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from runner import main_for
 from train_full import build_full
 

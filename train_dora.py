@@ -9,6 +9,7 @@ vector and a direction that gets a LoRA update; plus the classification head. Ev
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the adapter and head).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from runner import main_for
 from train_lora import build_lora
 

@@ -10,6 +10,7 @@ has no gradients and no optimizer state; only the head's few hundred weights are
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the head's weights only).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from methods import FeatureExtraction
 from runner import main_for
 

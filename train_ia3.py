@@ -8,6 +8,7 @@ layer (Liu et al., 2022), plus the classification head. The fewest trained weigh
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the vectors and head).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from peft import IA3Config, TaskType
 
 from config import ConfigError

@@ -11,6 +11,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the a
 --export_merged merged_model/: a plain model with the updates merged in). DoRA: train_dora.py.
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import torch
 from peft import LoraConfig, TaskType
 from transformers import AutoModelForSequenceClassification

@@ -10,6 +10,7 @@ whose attention takes no past key values (MPNet, for one) are refused before any
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the prefix and head).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import sys
 
 from peft import PrefixTuningConfig, TaskType

@@ -9,6 +9,7 @@ every input; the encoder is frozen; plus the classification head. Initialised ra
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the prompt and head).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from peft import PromptTuningConfig, PromptTuningInit, TaskType
 
 from prefix_distilbert import prefix_tuning_dims

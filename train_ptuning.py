@@ -9,6 +9,7 @@ and MLP) are prepended to every input; the encoder is frozen; plus the classific
 Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the prompt encoder and head).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 from peft import PromptEncoderConfig, TaskType
 
 from prefix_distilbert import prefix_tuning_dims

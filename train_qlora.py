@@ -12,6 +12,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the a
 re-loads the base model in 4 bits the same way).
 """
 
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import importlib.util
 
 import torch

@@ -22,7 +22,7 @@ from config import (
 def test_method_defaults_differ_only_where_they_should():
     full, lora, prefix = (parse_args(m, []) for m in ("full", "lora", "prefix"))
     assert full.training.learning_rate == 5e-5
-    assert lora.training.learning_rate == 1e-3
+    assert lora.training.learning_rate == 3e-3
     assert prefix.training.learning_rate == 1e-2
     options = lora.method_options
     assert (options.lora_r, options.lora_alpha, options.lora_dropout) == (8, 16, 0.1)

@@ -7,20 +7,8 @@ import pytest
 
 import utils
 from config import DataArguments
+from conftest import local, refused
 from utils import DataError, load_splits
-
-
-def local(**kwargs):
-    return load_splits(DataArguments(dataset="local", **kwargs))
-
-
-def refused(**kwargs) -> str:
-    """The message of the DataError that loading these local files raises; it must be one line."""
-    with pytest.raises(DataError) as error:
-        local(**kwargs)
-    message = str(error.value)
-    assert "\n" not in message and "\r" not in message
-    return message
 
 
 def write(path, text: str, encoding="utf-8") -> str:

@@ -102,12 +102,23 @@ def test_trainable_parameters_match_hand_counts(method_runs, case):
     assert probe["optimizer_state_numel"] <= info["num_params_trainable"]
 
 
+def pretrained_name(name: str) -> str:
+    """The base model's (BertModel's) name for a parameter of a trained model. peft keeps the model under
+    base_model.model. (LoRA, DoRA, IA3) or under base_model. (prompt learning: prompt and P-tuning), and wraps
+    adapted layers (…query.base_layer.weight)."""
+    for prefix in ("base_model.model.", "base_model."):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    return name.removeprefix("bert.").replace(".base_layer.", ".")
+
+
 def _changed(probe, tiny_bert):
     """Names (as in the base model) of the trained model's parameters that differ from the pretrained ones."""
     base = {n: p for n, p in AutoModel.from_pretrained(tiny_bert).named_parameters()}
     changed, same = set(), set()
     for name, value in probe["state"].items():
-        key = name.removeprefix("bert.")
+        key = pretrained_name(name)
         if key in base:
             (same if torch.equal(value, base[key]) else changed).add(key)
     return changed, same, base
@@ -134,16 +145,26 @@ def test_feature_extraction_trains_only_the_head_with_no_encoder_gradients(metho
                                       "trained_parameters.safetensors"))) == {"classifier.weight", "classifier.bias"}
 
 
-@pytest.mark.parametrize("case", ["bottleneck_adapter", "bottleneck_pfeiffer", "ia3", "prompt_tuning", "dora"])
+@pytest.mark.parametrize("case", ["bottleneck_adapter", "bottleneck_pfeiffer", "ia3", "prompt_tuning",
+                                  "prompt_tuning_text", "ptuning", "dora", "lora_all_linear", "adalora", "qlora"])
 def test_adapter_methods_leave_the_pretrained_weights_untouched(method_runs, tiny_bert, case):
     probe = method_runs[case][1]
     base = {n: p for n, p in AutoModel.from_pretrained(tiny_bert).named_parameters()}
     layer_norms = {n for n in base if "LayerNorm" in n and "encoder" in n}
+    # QLoRA stores its linear weights packed in 4 bits: those cannot equal the float originals, and are
+    # checked for the names alone; everything else it keeps in float must be bit-identical.
+    packed = {n for n, p in probe["state"].items() if p.dtype == torch.uint8}
+    compared = []
     for name, value in probe["state"].items():
-        # peft wraps adapted layers (…query.base_layer.weight) and keeps the model under base_model.model.
-        key = name.removeprefix("base_model.model.").removeprefix("bert.").replace(".base_layer.", ".")
-        if key in base and not (case == "bottleneck_adapter" and key in layer_norms):
-            assert torch.equal(value, base[key]), f"{case} changed the pretrained {key}"
+        key = pretrained_name(name)
+        if key not in base:
+            continue  # the method's own parameters and the head
+        compared.append(key)
+        if name in packed or (case == "bottleneck_adapter" and key in layer_norms):
+            continue
+        assert torch.equal(value, base[key]), f"{case} changed the pretrained {key}"
+    # A naming mismatch must fail here rather than compare nothing: every pretrained weight was found, once.
+    assert sorted(compared) == sorted(base), (case, sorted(set(base) - set(compared))[:5])
     if case == "bottleneck_adapter":  # Houlsby trains the layer norms too
         assert all(not torch.equal(probe["state"]["bert." + n], base[n]) for n in layer_norms)
 

@@ -190,3 +190,20 @@ def test_broken_prediction_file_is_one_clear_error(sweep):
     with pytest.raises(report.ReportError, match="test_predictions.json is unreadable"):
         report.write_report(str(root))
     assert not (root / "report.md").exists()
+
+
+def test_environment_names_the_device_and_the_processor_the_runner_recorded(sweep):
+    root, template = sweep
+    meta = template["meta_info"]  # what runner.environment_info wrote for the real tiny run, on the CPU
+    versions = (f"torch {meta['torch']}, transformers {meta['transformers']}, peft {meta['peft']}, "
+                f"Python {meta['python']}")
+    assert meta["device"] == "cpu" and meta["device_name"] == meta["cpu"]  # the processor, named once
+    text = Path(report.write_report(str(root))).read_text()
+    assert f"Environment: cpu ({meta['cpu']}), {versions} [6 runs]." in text.splitlines()
+    # On a GPU the runner records the GPU's name as device_name and the processor under cpu: both are named.
+    for path in (root / "runs").glob("*/results.json"):
+        data = json.loads(path.read_text())
+        data["meta_info"].update(device="cuda", device_name="NVIDIA H200")
+        path.write_text(json.dumps(data))
+    text = Path(report.write_report(str(root))).read_text()
+    assert f"Environment: cuda (NVIDIA H200, {meta['cpu']}), {versions} [6 runs]." in text.splitlines()

@@ -102,7 +102,7 @@ def test_results_record_what_is_needed_to_repeat_the_run(runs, tiny_bert):
     assert config["model"] == {"model_name_or_path": tiny_bert, "trust_remote_code": False}
     assert run["model_resolved_path"] == tiny_bert and run["model_type"] == "bert"
     assert config["training"]["seed"] == run["seed"] == 42
-    assert config["training"]["num_train_epochs"] == 1 and config["training"]["learning_rate"] == 1e-3
+    assert config["training"]["num_train_epochs"] == 1 and config["training"]["learning_rate"] == 3e-3
     assert config["data"]["dataset"] == "sst2" and config["data"]["data_dir"] == str(SHARED_DATA)
     assert (config["data"]["max_train_samples"], config["data"]["max_eval_samples"]) == (96, 48)
     assert config["data"]["split_seed"] == 42 and config["data"]["max_seq_length"] == 128

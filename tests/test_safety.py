@@ -254,3 +254,28 @@ def test_pickled_files_in_a_model_folder_are_refused_unopened(trained_runs, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pickle-based files" in err[0] and planted in err[0] and "safetensors" in err[0]
     assert not marker.exists()
+
+
+def test_a_model_loader_named_by_a_results_file_is_never_imported_unless_it_is_the_suites(trained_runs, tmp_path,
+                                                                                        capsys, monkeypatch):
+    """results.json is data: a loader it names that is not one of the suite's is refused, not imported."""
+    import importlib
+    import sys
+
+    import inference
+
+    run_dir = shutil.copytree(trained_runs["lora"], tmp_path / "run")
+    results = json.loads((run_dir / "results.json").read_text())
+    results["run_info"]["model_loader"] = "planted_module:run_me"
+    (run_dir / "results.json").write_text(json.dumps(results))
+    (tmp_path / "planted_module.py").write_text("raise SystemExit('planted code ran')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = []
+    real_import = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: imported.append(name) or real_import(name, *a))
+    assert inference.main(["--run", str(run_dir), "hello"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: the run names the model loader 'planted_module:run_me', which is not one of the suite's "
+                   "(prefix_distilbert:load_distilbert_for_prefix, train_qlora:load_4bit); refusing to import it. "
+                   "Was results.json edited, or written by another version of the suite?")
+    assert "planted_module" not in imported and "planted_module" not in sys.modules

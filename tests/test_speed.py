@@ -241,12 +241,10 @@ def tiny_bert_no_dropout(tmp_path_factory):
     return _save_tiny(tmp_path_factory.mktemp("tiny_bert_no_dropout"), BertModel(config))
 
 
-def test_two_processes_under_torchrun_equal_one_process(tiny_bert_no_dropout, tmp_path):
-    """DDP over gloo on the CPU: 2 processes x batch 8 against 1 process x batch 16 (the same global batch, the
-    same examples in each step). Gradients are averaged over processes instead of examples, which is the same
-    sum in another order: losses agree to 1e-5, predictions exactly."""
-    common = ["--model_name_or_path", tiny_bert_no_dropout, "--max_train_samples", "160", "--max_eval_samples", "64",
-              "--num_train_epochs", "1", "--logging_steps", "2", "--learning_rate", "1e-3", "--save_model", "false"]
+def _one_and_two_processes(model: str, tmp_path, examples: int) -> tuple[dict, dict]:
+    """The same run as 2 processes x batch 8 under torchrun (gloo) and as 1 process x batch 16."""
+    common = ["--model_name_or_path", model, "--max_train_samples", str(examples), "--max_eval_samples", "64",
+              "--num_train_epochs", "1", "--logging_steps", "1", "--learning_rate", "1e-3", "--save_model", "false"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     two = subprocess.run(torchrun + [os.path.join(ROOT, "train_full.py")] + common
@@ -254,9 +252,15 @@ def test_two_processes_under_torchrun_equal_one_process(tiny_bert_no_dropout, tm
                          env=environment, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert train("full", common + ["--per_device_train_batch_size", "16", "--output_dir", str(tmp_path / "one")]) == 0
-
     assert len(glob.glob(str(tmp_path / "two" / "runs" / "*"))) == 1  # one folder, written by the main process
-    one, two = results_of(tmp_path / "one"), results_of(tmp_path / "two")
+    return results_of(tmp_path / "one"), results_of(tmp_path / "two")
+
+
+def test_two_processes_under_torchrun_equal_one_process(tiny_bert_no_dropout, tmp_path):
+    """DDP over gloo on the CPU: 2 processes x batch 8 against 1 process x batch 16 (the same global batch, the
+    same examples in each step). Gradients are averaged over processes instead of examples, which is the same
+    sum in another order: losses agree to 1e-5, predictions exactly."""
+    one, two = _one_and_two_processes(tiny_bert_no_dropout, tmp_path, 160)
     a, b = one["train_info"], two["train_info"]
     assert b["pipeline"]["world_size"] == 2 and a["pipeline"]["world_size"] == 1
     assert a["global_steps"] == b["global_steps"] == 10
@@ -278,3 +282,17 @@ def test_two_processes_under_torchrun_equal_one_process(tiny_bert_no_dropout, tm
     assert predictions[0]["predictions"] == predictions[1]["predictions"]
     assert predictions[0]["labels"] == predictions[1]["labels"]
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_partial_last_global_batch_under_torchrun_is_filled_with_repeated_examples(tiny_bert_no_dropout, tmp_path):
+    """150 examples do not divide by the global batch of 16: as the README says, every step but the last equals
+    one process's, and in the last step accelerate (even_batches) fills both processes' batches to 8 with
+    examples from the start of the epoch: 6 leftover examples and 10 repeated ones, 160 trained in all."""
+    one, two = _one_and_two_processes(tiny_bert_no_dropout, tmp_path, 150)
+    a, b = one["train_info"], two["train_info"]
+    assert a["global_steps"] == b["global_steps"] == 10
+    assert (a["train_samples"], b["train_samples"]) == (150, 160)
+    losses = [[e["loss"] for e in info["train_loss_log"]] for info in (a, b)]
+    assert [e["step"] for e in a["train_loss_log"]] == [e["step"] for e in b["train_loss_log"]] == list(range(1, 11))
+    assert losses[0][:9] == pytest.approx(losses[1][:9], rel=1e-5)
+    assert losses[0][9] != pytest.approx(losses[1][9], rel=1e-3)

@@ -56,7 +56,7 @@ def test_results_schema_field_by_field(trained_runs):
         assert run["split_sizes"] == {"train": 160, "validation": 64, "test": 64}
         assert run["label_names"] == ["negative", "neutral", "positive"]
         assert run["head_modules"] == ["classifier"]
-        assert run["config"]["training"]["learning_rate"] == {"full": 5e-5, "lora": 1e-3, "prefix": 1e-2}[method]
+        assert run["config"]["training"]["learning_rate"] == {"full": 5e-5, "lora": 3e-3, "prefix": 1e-2}[method]
         assert set(run["config"]) == {"method", "model", "data", "training", "method_options", "pretraining"}
         assert run["method_label"] == method and run["base_model_path"] == run["model_resolved_path"]
         assert run["total_steps"] == 20 and run["method_transform"] is None
@@ -80,8 +80,17 @@ def test_results_schema_field_by_field(trained_runs):
         assert [e["step"] for e in info["train_loss_log"]] == list(range(2, 21, 2))
         assert info["train_samples"] == epochs * 160
         assert info["train_samples_per_s"] == pytest.approx(info["train_samples"] / info["train_time_s"], rel=1e-3)
-        assert set(info["test"]) == {"accuracy", "f1_macro", "loss", "num_examples", "eval_time_s"}
+        assert set(info["test"]) == {"accuracy", "f1_macro", "loss", "num_examples", "eval_time_s",
+                                     "majority_baseline"}
         assert info["test"]["num_examples"] == 64
+        # Always answering the training split's most frequent class: its share of the test split, and the
+        # macro-F1 of that constant answer (F1 2p/(p+1) for its class, 0 for every other present class).
+        train_counts, test_counts = run["data"]["label_counts"]["train"], run["data"]["label_counts"]["test"]
+        majority = train_counts.index(max(train_counts))
+        share = test_counts[majority] / 64
+        assert info["test"]["majority_baseline"] == pytest.approx({
+            "label": run["label_names"][majority], "accuracy": share,
+            "f1_macro": 2 * share / (share + 1) / sum(1 for c in test_counts if c)})
         best = max(info["history"], key=lambda h: h["val_accuracy"])
         # the tested model, evaluated on validation again, reproduces the figures it was chosen on
         revalidated = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"]}
@@ -293,3 +302,18 @@ def test_pretrained_minilm_learns_sst2(tmp_path):
     assert status == 0
     info = results_of(glob.glob(str(tmp_path / "runs" / "*"))[0])["train_info"]
     assert info["test"]["accuracy"] > 0.7, info["test"]
+
+
+def test_a_bug_during_set_up_is_not_reported_as_bad_input(tiny_bert, tmp_path, monkeypatch, capsys):
+    """Only the suite's own ConfigError and DataError are the user's mistakes (one line, exit 2); any other
+    error during set-up, a ValueError included, is a bug and ends in a traceback."""
+    import utils
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the tokenising code")
+
+    monkeypatch.setattr(utils, "tokenize_splits", broken)
+    with pytest.raises(ValueError, match="a bug in the tokenising code"):
+        train("lora", ["--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + QUICK)
+    assert "error:" not in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
