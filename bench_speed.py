@@ -17,6 +17,7 @@ scaling.json, scaling.md and scaling.png. Re-running the same command skips runs
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import os
 import shlex
 import subprocess
@@ -24,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from config import METHODS, ConfigError, _check, parse_args
+from config import METHODS, ConfigError, check, parse_args
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -70,14 +71,14 @@ class SpeedArguments:
 
     def __post_init__(self):
         for method in self.methods:
-            _check(method in METHODS, f"unknown method '{method}' in --methods; choose from {', '.join(METHODS)}")
-        _check(bool(self.methods), "--methods needs at least one method, e.g. full lora")
-        _check(self.recipe_max_length >= 8, f"--recipe_max_length must be at least 8, got {self.recipe_max_length}")
-        _check(self.steps >= 2, f"--steps must be at least 2 (the first is warm-up), got {self.steps}")
+            check(method in METHODS, f"unknown method '{method}' in --methods; choose from {', '.join(METHODS)}")
+        check(bool(self.methods), "--methods needs at least one method, e.g. full lora")
+        check(self.recipe_max_length >= 8, f"--recipe_max_length must be at least 8, got {self.recipe_max_length}")
+        check(self.steps >= 2, f"--steps must be at least 2 (the first is warm-up), got {self.steps}")
         for name in ("seq_lengths", "batch_sizes"):
             values = getattr(self, name)
-            _check(bool(values) and all(v >= 1 for v in values), f"--{name} must be positive numbers, got {values}")
-        _check(self.name is None or (self.name.strip() and "/" not in self.name and self.name not in (".", "..")),
+            check(bool(values) and all(v >= 1 for v in values), f"--{name} must be positive numbers, got {values}")
+        check(self.name is None or (self.name.strip() and "/" not in self.name and self.name not in (".", "..")),
                f"--name must be a plain folder name, got '{self.name}'")
 
 
@@ -92,16 +93,16 @@ class Measurement:
 
 
 def parse_speed_args(argv: list[str]) -> SpeedArguments:
-    from config import _Parser
+    from config import OptionParser
 
-    parser = _Parser(SpeedArguments, prog="bench_speed.py", description=__doc__.split("\n")[0])
+    parser = OptionParser(SpeedArguments, prog="bench_speed.py", description=__doc__.split("\n")[0])
     try:
         args, remaining = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
     except ConfigError:
         raise
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error).splitlines()[0]) from None
-    _check(not remaining, f"unrecognized arguments: {' '.join(remaining)} (run with --help to see every option)")
+    check(not remaining, f"unrecognized arguments: {' '.join(remaining)} (run with --help to see every option)")
     return args
 
 
@@ -133,7 +134,8 @@ def scaling_measurements(args: SpeedArguments, folder: str) -> list[Measurement]
         "--max_steps", str(args.steps), "--evals_per_epoch", "1", "--max_eval_samples", "16",
         "--save_model", "false", "--logging_steps", "1"]
     points = [(length, args.base_batch_size) for length in args.seq_lengths]
-    points += [(args.base_seq_length, batch) for batch in args.batch_sizes if (args.base_seq_length, batch) not in points]
+    points += [(args.base_seq_length, batch) for batch in args.batch_sizes
+               if (args.base_seq_length, batch) not in points]
     cells = []
     for method in args.methods:
         for length, batch in points:
@@ -159,14 +161,14 @@ def completed_runs(folder: str) -> dict:
 
 def train(cell: Measurement, folder: str) -> int:
     """One run in its own process, its output in logs/<run name>.log."""
-    from benchmark import _die_with_parent
+    from benchmark import die_with_parent
 
     os.makedirs(os.path.join(folder, "logs"), exist_ok=True)
     command = [sys.executable, os.path.join(ROOT, f"train_{cell.method}.py")] + cell.argv
     with open(os.path.join(folder, "logs", f"{cell.run_name}.log"), "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
 
 def run_all(cells: list[Measurement], folder: str, dry_run: bool) -> tuple[dict, dict]:
@@ -208,7 +210,7 @@ def _last_error(log_path: str) -> str:
 
 
 def summarise(results: dict) -> dict:
-    from plot_results import memory_phases
+    from run_results import memory_phases
 
     info, run_info = results["train_info"], results["run_info"]
     steady = info.get("steady_state") or {}
@@ -256,7 +258,8 @@ def recipe_report(args: SpeedArguments, runs: dict, failed: dict, folder: str, c
             "val_accuracy_difference_points": 100 * (suite["best_val_accuracy"] - recipe["best_val_accuracy"]),
         }
         for pipeline, row in (("suite", suite), ("recipe", recipe)):
-            rows.append(f"| {method} | {pipeline} | {row['train_samples_per_s']:.1f} | {row['train_tokens_per_s']:.0f} | "
+            rows.append(f"| {method} | {pipeline} | {row['train_samples_per_s']:.1f} | "
+                        f"{row['train_tokens_per_s']:.0f} | "
                         f"{100 * row['text_share_of_tokens']:.0f}% | {row['time_per_epoch_s']:.1f} | "
                         f"{_fmt(row['peak_memory_mib'], '.0f')} | {row['best_val_accuracy']:.4f} | "
                         f"{row['test_accuracy']:.4f} | {_fmt(row['mfu'] and 100 * row['mfu'], '.1f')} |")
@@ -321,7 +324,8 @@ def scaling_report(args: SpeedArguments, runs: dict, failed: dict, cells: list[M
     report = {"command": command, "kind": "scaling", "dataset": args.dataset, "model": args.model,
               "steps": args.steps, "entries": entries, "not_measured": not_measured}
     _write(folder, "scaling", report, lines + [""])
-    scaling_chart(report, [runs[cell.run_name] for cell in cells if cell.run_name in runs], os.path.join(folder, "scaling.png"), args)
+    scaling_chart(report, [runs[cell.run_name] for cell in cells if cell.run_name in runs],
+                  os.path.join(folder, "scaling.png"), args)
     return report
 
 
@@ -331,7 +335,7 @@ def scaling_chart(report: dict, runs: list[dict], path: str, args: SpeedArgument
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from plot_results import method_colours
+    from chart_style import method_colours
 
     entries = report["entries"]
     methods = list(dict.fromkeys(e["label"] for e in entries))
@@ -370,7 +374,7 @@ def scaling_chart(report: dict, runs: list[dict], path: str, args: SpeedArgument
 
 
 def _write(folder: str, stem: str, report: dict, lines: list[str]) -> None:
-    from runner import write_json_atomic, write_text_atomic
+    from run_status import write_json_atomic, write_text_atomic
 
     write_json_atomic(os.path.join(folder, f"{stem}.json"), report)
     write_text_atomic(os.path.join(folder, f"{stem}.md"), "\n".join(lines))

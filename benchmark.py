@@ -11,12 +11,14 @@ statistics report (report.md with charts) over the seeds.
 
 A sweep lives in results/benchmarks/<name>/ (runs/, lr_search/runs/, benchmark.json, logs/, report.md).
 Re-running the same command resumes it: cells whose run completed are skipped, an interrupted or killed
-cell's run continues from its last checkpoint (train_<method>.py --resume), failed cells run again. Each cell runs as its own process, so its peak memory is its own.
+cell's run continues from its last checkpoint (train_<method>.py --resume), failed cells run again. Each cell
+runs as its own process, so its peak memory is its own.
 """
 
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import dataclasses
 import datetime as dt
 import glob
@@ -31,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 
 import run_status
-from config import METHODS, ConfigError, _check, config_file_values, parse_args, set_config_defaults
+from config import METHODS, ConfigError, check, config_file_values, parse_args, set_config_defaults
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MANIFEST_FILE = "benchmark.json"
@@ -90,11 +92,12 @@ class BenchmarkArguments:
                             metadata={"help": "Where sweep folders are created."})
     methods: list[str] | None = field(default=None, metadata={"help": f"Methods: {', '.join(METHODS)}."})
     datasets: list[str] | None = field(default=None, metadata={"help": "Data sets (the training scripts' --dataset)."})
-    models: list[str] | None = field(default=None, metadata={"help": "Models (the training scripts' "
-                                                                      "--model_name_or_path: alias, Hub id or folder)."})
+    models: list[str] | None = field(default=None, metadata={
+        "help": "Models (the training scripts' --model_name_or_path: alias, Hub id or folder)."})
     seeds: list[int] | None = field(default=None, metadata={"help": "Training seeds, one run per seed (default 1 2 3). "
                                                                     "The data split stays fixed (--split_seed)."})
-    data_dir: str | None = field(default=None, metadata={"help": "The training scripts' --data_dir, e.g. ../shared/data."})
+    data_dir: str | None = field(default=None,
+                                 metadata={"help": "The training scripts' --data_dir, e.g. ../shared/data."})
     run_args: str | None = field(
         default=None, metadata={"help": "Options added to every run, as one string, e.g. \"--max_train_samples 2000 "
                                         "--num_train_epochs 1\" (after the preset's, so they win)."})
@@ -116,14 +119,14 @@ class BenchmarkArguments:
     list_presets: bool = field(default=False, metadata={"help": "Describe the presets and exit."})
 
     def __post_init__(self):
-        _check(self.preset is None or self.preset in PRESETS,
+        check(self.preset is None or self.preset in PRESETS,
                f"unknown --preset '{self.preset}'; choose one of {', '.join(PRESETS)}")
         for method in self.methods or []:
-            _check(method in METHODS, f"unknown method '{method}' in --methods; choose from {', '.join(METHODS)}")
-        _check(not self.seeds or len(set(self.seeds)) == len(self.seeds), f"--seeds repeats a seed: {self.seeds}")
-        _check(all(f > 0 for f in self.lr_search_factors) and bool(self.lr_search_factors),
+            check(method in METHODS, f"unknown method '{method}' in --methods; choose from {', '.join(METHODS)}")
+        check(not self.seeds or len(set(self.seeds)) == len(self.seeds), f"--seeds repeats a seed: {self.seeds}")
+        check(all(f > 0 for f in self.lr_search_factors) and bool(self.lr_search_factors),
                "--lr_search_factors must be positive numbers, e.g. 0.3 1 3")
-        _check(self.name is None or (self.name.strip() and "/" not in self.name and self.name not in (".", "..")),
+        check(self.name is None or (self.name.strip() and "/" not in self.name and self.name not in (".", "..")),
                f"--name must be a plain folder name, got '{self.name}'")
 
 
@@ -166,20 +169,20 @@ def _method_args(values) -> dict:
     else:
         pairs = []
         for value in values or []:
-            _check("=" in value, f"--method_args '{value}' needs the form method=options, e.g. 'lora=--lora_r 16'")
+            check("=" in value, f"--method_args '{value}' needs the form method=options, e.g. 'lora=--lora_r 16'")
             pairs.append(value.split("=", 1))
     result = {}
     for method, options in pairs:
-        _check(method in METHODS, f"unknown method '{method}' in --method_args; choose from {', '.join(METHODS)}")
+        check(method in METHODS, f"unknown method '{method}' in --method_args; choose from {', '.join(METHODS)}")
         result[method] = _split_options(options, f"--method_args for {method}")
     return result
 
 
 def parse_benchmark_args(argv: list[str]) -> tuple[BenchmarkArguments, dict]:
     """The command line over an optional --config file; returns the arguments and the file's method_args."""
-    from config import _Parser
+    from config import OptionParser
 
-    parser = _Parser(BenchmarkArguments, prog="benchmark.py",
+    parser = OptionParser(BenchmarkArguments, prog="benchmark.py",
                      description="Run a grid of fine-tuning runs over seeds and write the statistics report.")
     parser.add_argument("--config", default=None, help="A JSON or YAML file of these options; the command line "
                                                        "overrides it. method_args may be a mapping there.")
@@ -195,14 +198,14 @@ def parse_benchmark_args(argv: list[str]) -> tuple[BenchmarkArguments, dict]:
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error).splitlines()[0]) from None
     args, remaining = outputs[0], outputs[-1]
-    _check(not remaining, f"unrecognized arguments: {' '.join(remaining)} (run with --help to see every option)")
+    check(not remaining, f"unrecognized arguments: {' '.join(remaining)} (run with --help to see every option)")
     return args, file_method_args
 
 
 def resolve(args: BenchmarkArguments, file_method_args: dict) -> Sweep:
     preset = PRESETS.get(args.preset) if args.preset else None
     methods = args.methods or (preset.methods if preset else None)
-    _check(bool(methods), "no methods: give --preset (e.g. quick) or --methods (e.g. full lora)")
+    check(bool(methods), "no methods: give --preset (e.g. quick) or --methods (e.g. full lora)")
     method_args = {m: _split_options(o, f"the preset's options for {m}") for m, o in
                    (preset.method_args if preset else {}).items()}
     for method, options in (_method_args(file_method_args) | _method_args(args.method_args)).items():
@@ -326,7 +329,7 @@ def choose_learning_rate(candidates: list[dict]) -> dict | None:
 # Running
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: receive SIGINT when the benchmark process dies (even by SIGKILL), so that an orphaned run
     stops and records itself as interrupted instead of finishing unobserved beside a re-run of its cell."""
     try:
@@ -384,7 +387,7 @@ def run_cell(cell: Cell, sweep: Sweep, learning_rate: float | None) -> tuple[int
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         try:
             status = process.wait()
         except KeyboardInterrupt:
@@ -404,7 +407,7 @@ def _now() -> str:
 
 
 def write_manifest(sweep: Sweep, created_at: str, cells: list[dict], lr_choices: dict, state: str) -> None:
-    from runner import write_json_atomic
+    from run_status import write_json_atomic
 
     write_json_atomic(os.path.join(sweep.folder, MANIFEST_FILE), {
         "schema_version": MANIFEST_SCHEMA_VERSION, "name": sweep.name, "state": state,

@@ -53,7 +53,8 @@ class ConfigError(ValueError):
         super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
-def _check(condition: bool, message: str) -> None:
+def check(condition: bool, message: str) -> None:
+    """The one way options are validated: a ConfigError with the message (the problem and the fix) unless true."""
     if not condition:
         raise ConfigError(message)
 
@@ -93,7 +94,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        _check(bool(self.model_name_or_path.strip()), "--model_name_or_path is empty; give a Hub id, folder or alias")
+        check(bool(self.model_name_or_path.strip()), "--model_name_or_path is empty; give a Hub id, folder or alias")
 
 
 @dataclass
@@ -189,24 +190,24 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        _check(
+        check(
             self.dataset in DATASET_NAMES,
             f"unknown --dataset '{self.dataset}'; choose one of {', '.join(DATASET_NAMES)}",
         )
         if self.dataset == "local":
-            _check(self.train_file is not None, "--dataset local needs --train_file (a .csv, .tsv or .jsonl file)")
+            check(self.train_file is not None, "--dataset local needs --train_file (a .csv, .tsv or .jsonl file)")
         else:
             for name in ("train_file", "validation_file", "test_file"):
-                _check(
+                check(
                     getattr(self, name) is None,
                     f"--{name} is only for --dataset local; drop it or use --dataset local",
                 )
-        _check(0 < self.validation_fraction < 0.5, "--validation_fraction must lie between 0 and 0.5, e.g. 0.1")
-        _check(0 < self.test_fraction < 0.5, "--test_fraction must lie between 0 and 0.5, e.g. 0.1")
+        check(0 < self.validation_fraction < 0.5, "--validation_fraction must lie between 0 and 0.5, e.g. 0.1")
+        check(0 < self.test_fraction < 0.5, "--test_fraction must lie between 0 and 0.5, e.g. 0.1")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
-            _check(value is None or value > 0, f"--{name} must be a positive number of examples, got {value}")
-        _check(self.max_seq_length >= 8, f"--max_seq_length must be at least 8 tokens, got {self.max_seq_length}")
+            check(value is None or value > 0, f"--{name} must be a positive number of examples, got {value}")
+        check(self.max_seq_length >= 8, f"--max_seq_length must be at least 8 tokens, got {self.max_seq_length}")
 
 
 @dataclass
@@ -329,17 +330,17 @@ class TrainingConfig:
                          "evals_per_epoch", "logging_steps")
         for name in positive_ints:
             value = getattr(self, name)
-            _check(value >= 1, f"--{name} must be at least 1, got {value}")
-        _check(self.num_train_epochs > 0 or self.max_steps > 0,
+            check(value >= 1, f"--{name} must be at least 1, got {value}")
+        check(self.num_train_epochs > 0 or self.max_steps > 0,
                f"--num_train_epochs must be positive (got {self.num_train_epochs}), or set --max_steps")
-        _check(self.learning_rate is None or self.learning_rate > 0,
+        check(self.learning_rate is None or self.learning_rate > 0,
                f"--learning_rate must be positive, got {self.learning_rate}")
-        _check(self.weight_decay >= 0, f"--weight_decay must not be negative, got {self.weight_decay}")
-        _check(0 <= self.warmup_ratio < 1, f"--warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
-        _check(self.max_grad_norm >= 0, f"--max_grad_norm must not be negative, got {self.max_grad_norm}")
-        _check(self.checkpoint_steps >= 0, f"--checkpoint_steps must be 0 (at evaluations only) or positive, got "
+        check(self.weight_decay >= 0, f"--weight_decay must not be negative, got {self.weight_decay}")
+        check(0 <= self.warmup_ratio < 1, f"--warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        check(self.max_grad_norm >= 0, f"--max_grad_norm must not be negative, got {self.max_grad_norm}")
+        check(self.checkpoint_steps >= 0, f"--checkpoint_steps must be 0 (at evaluations only) or positive, got "
                f"{self.checkpoint_steps}")
-        _check(self.dataloader_num_workers >= -1,
+        check(self.dataloader_num_workers >= -1,
                f"--dataloader_num_workers must be -1 (automatic) or at least 0, got {self.dataloader_num_workers}")
 
 
@@ -384,10 +385,10 @@ class LoraArguments:
     )
 
     def __post_init__(self):
-        _check(self.lora_r >= 1, f"--lora_r must be at least 1, got {self.lora_r}")
-        _check(self.lora_alpha > 0, f"--lora_alpha must be positive, got {self.lora_alpha}")
-        _check(0 <= self.lora_dropout < 1, f"--lora_dropout must lie in [0, 1), got {self.lora_dropout}")
-        _check(self.lora_target_modules is None or len(self.lora_target_modules) > 0,
+        check(self.lora_r >= 1, f"--lora_r must be at least 1, got {self.lora_r}")
+        check(self.lora_alpha > 0, f"--lora_alpha must be positive, got {self.lora_alpha}")
+        check(0 <= self.lora_dropout < 1, f"--lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+        check(self.lora_target_modules is None or len(self.lora_target_modules) > 0,
                "--lora_target_modules needs at least one layer name")
 
 
@@ -414,16 +415,16 @@ class AdaLoraArguments:
     )
 
     def __post_init__(self):
-        _check(self.adalora_init_r >= 1, f"--adalora_init_r must be at least 1, got {self.adalora_init_r}")
-        _check(1 <= self.adalora_target_r <= self.adalora_init_r,
+        check(self.adalora_init_r >= 1, f"--adalora_init_r must be at least 1, got {self.adalora_init_r}")
+        check(1 <= self.adalora_target_r <= self.adalora_init_r,
                f"--adalora_target_r must lie in [1, --adalora_init_r={self.adalora_init_r}], got "
                f"{self.adalora_target_r}")
-        _check(0 <= self.adalora_tinit_ratio and 0 <= self.adalora_tfinal_ratio
+        check(0 <= self.adalora_tinit_ratio and 0 <= self.adalora_tfinal_ratio
                and self.adalora_tinit_ratio + self.adalora_tfinal_ratio < 1,
                "--adalora_tinit_ratio and --adalora_tfinal_ratio must be non-negative and sum to less than 1")
-        _check(self.adalora_delta_t >= 1, f"--adalora_delta_t must be at least 1, got {self.adalora_delta_t}")
-        _check(self.lora_alpha > 0, f"--lora_alpha must be positive, got {self.lora_alpha}")
-        _check(0 <= self.lora_dropout < 1, f"--lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+        check(self.adalora_delta_t >= 1, f"--adalora_delta_t must be at least 1, got {self.adalora_delta_t}")
+        check(self.lora_alpha > 0, f"--lora_alpha must be positive, got {self.lora_alpha}")
+        check(0 <= self.lora_dropout < 1, f"--lora_dropout must lie in [0, 1), got {self.lora_dropout}")
 
 
 @dataclass
@@ -457,8 +458,8 @@ class PrefixArguments:
     )
 
     def __post_init__(self):
-        _check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
-        _check(self.encoder_hidden_size is None or self.encoder_hidden_size >= 1,
+        check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
+        check(self.encoder_hidden_size is None or self.encoder_hidden_size >= 1,
                f"--encoder_hidden_size must be positive, got {self.encoder_hidden_size}")
 
 
@@ -478,8 +479,8 @@ class PromptTuningArguments:
     )
 
     def __post_init__(self):
-        _check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
-        _check(self.prompt_init != "text" or bool(self.prompt_init_text.strip()),
+        check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
+        check(self.prompt_init != "text" or bool(self.prompt_init_text.strip()),
                "--prompt_init text needs a non-empty --prompt_init_text")
 
 
@@ -498,11 +499,11 @@ class PTuningArguments:
     encoder_dropout: float = field(default=0.0, metadata={"help": "Dropout inside the prompt encoder."})
 
     def __post_init__(self):
-        _check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
-        _check(self.encoder_hidden_size is None or self.encoder_hidden_size >= 1,
+        check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
+        check(self.encoder_hidden_size is None or self.encoder_hidden_size >= 1,
                f"--encoder_hidden_size must be positive, got {self.encoder_hidden_size}")
-        _check(self.encoder_num_layers >= 1, f"--encoder_num_layers must be at least 1, got {self.encoder_num_layers}")
-        _check(0 <= self.encoder_dropout < 1, f"--encoder_dropout must lie in [0, 1), got {self.encoder_dropout}")
+        check(self.encoder_num_layers >= 1, f"--encoder_num_layers must be at least 1, got {self.encoder_num_layers}")
+        check(0 <= self.encoder_dropout < 1, f"--encoder_dropout must lie in [0, 1), got {self.encoder_dropout}")
 
 
 @dataclass
@@ -540,7 +541,7 @@ class BottleneckAdapterArguments:
     )
 
     def __post_init__(self):
-        _check(self.adapter_reduction_factor >= 1,
+        check(self.adapter_reduction_factor >= 1,
                f"--adapter_reduction_factor must be at least 1, got {self.adapter_reduction_factor}")
 
 
@@ -567,10 +568,10 @@ class PretrainingArguments:
         return self.mlm_epochs > 0 or self.mlm_max_steps > 0
 
     def __post_init__(self):
-        _check(self.mlm_epochs >= 0, f"--mlm_epochs must not be negative, got {self.mlm_epochs}")
-        _check(0 < self.mlm_probability < 1, f"--mlm_probability must lie in (0, 1), got {self.mlm_probability}")
-        _check(self.mlm_learning_rate > 0, f"--mlm_learning_rate must be positive, got {self.mlm_learning_rate}")
-        _check(self.mlm_text_file is None or os.path.isfile(self.mlm_text_file),
+        check(self.mlm_epochs >= 0, f"--mlm_epochs must not be negative, got {self.mlm_epochs}")
+        check(0 < self.mlm_probability < 1, f"--mlm_probability must lie in (0, 1), got {self.mlm_probability}")
+        check(self.mlm_learning_rate > 0, f"--mlm_learning_rate must be positive, got {self.mlm_learning_rate}")
+        check(self.mlm_text_file is None or os.path.isfile(self.mlm_text_file),
                f"--mlm_text_file '{self.mlm_text_file}' not found; give a text file with one text per line")
 
 
@@ -596,8 +597,8 @@ METHODS = {
                    "magnitude, plus the head", {"use_dora": True}),
         MethodSpec("adalora", AdaLoraArguments, 1e-2, "AdaLoRA: LoRA whose rank budget is re-allocated to the most "
                    "important layers during training, plus the head"),
-        MethodSpec("qlora", QLoraArguments, 1e-3, "QLoRA: LoRA on a 4-bit NF4-quantised frozen base model (bitsandbytes), "
-                   "plus the head", {"lora_targets": "all_linear"}),
+        MethodSpec("qlora", QLoraArguments, 1e-3, "QLoRA: LoRA on a 4-bit NF4-quantised frozen base model "
+                   "(bitsandbytes), plus the head", {"lora_targets": "all_linear"}),
         MethodSpec("prefix", PrefixArguments, 1e-2, "prefix tuning: trained key/value prefixes in every layer, "
                    "plus the head"),
         MethodSpec("prompt_tuning", PromptTuningArguments, 3e-2, "prompt tuning: a trained soft prompt prepended to "
@@ -649,7 +650,9 @@ class RunConfig:
         }
 
 
-class _Parser(HfArgumentParser):
+class OptionParser(HfArgumentParser):
+    """The training scripts' and the sweep's option parser: usage errors in one line."""
+
     def error(self, message):
         # argparse prints the whole usage block; one line that names the fix is easier to act on.
         self.exit(2, f"{self.prog}: error: {message} (run with --help to see every option)\n")
@@ -657,7 +660,7 @@ class _Parser(HfArgumentParser):
 
 def build_parser(method: str, prog: str | None = None) -> HfArgumentParser:
     spec = METHODS[method]
-    parser = _Parser(
+    parser = OptionParser(
         (ModelArguments, DataArguments, TrainingConfig, PretrainingArguments, spec.arguments),
         prog=prog,
         description=f"Fine-tune a text classifier with {spec.description}, and record what it costs and achieves. "
@@ -694,7 +697,7 @@ def _read_config_file(path: str) -> dict:
 
 def config_file_values(argv: list[str], prog: str | None = None) -> tuple[str | None, dict]:
     """The --config file argv names and the mapping it holds, or (None, {})."""
-    pre = _Parser(add_help=False, prog=prog)
+    pre = OptionParser(add_help=False, prog=prog)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
     return (known.config, _read_config_file(known.config)) if known.config else (None, {})

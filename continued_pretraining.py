@@ -27,6 +27,7 @@ from transformers.trainer_callback import ProgressCallback
 import utils
 from config import ConfigError
 from logger_callback import RunRecorder
+from measured_trainer import BenchmarkTrainer, QuietProgress, common_training_arguments, resolve_pipeline
 
 
 def read_text_file(path: str) -> list[str]:
@@ -156,9 +157,6 @@ def mlm_pretrain(run_config, model_path: str, tokenizer, texts: list[str], out_d
     scratch = tempfile.mkdtemp(prefix=".mlm-trainer-", dir=os.path.dirname(os.path.abspath(out_dir)))
     trainer = None
     try:
-        # runner imports this module lazily, so importing it here makes no cycle.
-        from runner import BenchmarkTrainer, QuietProgress, common_training_arguments, resolve_pipeline
-
         pipeline = run_config.pipeline or resolve_pipeline(run_config, device)
 
         args = TrainingArguments(

@@ -18,6 +18,7 @@ head, per-token linear layers, and attention's L x L products), so three probe l
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import time
 
 import torch
@@ -124,8 +125,8 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
         synchronize(device)
         best = min(best, time.perf_counter() - start)
     del a, b
-    return {"peak_matmul_flops_per_s": 2 * size**3 / best, "matmul_size": size, "dtype": str(dtype).replace("torch.", ""),
-            "repeats": repeats, "threads": torch.get_num_threads()}
+    return {"peak_matmul_flops_per_s": 2 * size**3 / best, "matmul_size": size,
+            "dtype": str(dtype).replace("torch.", ""), "repeats": repeats, "threads": torch.get_num_threads()}
 
 
 if __name__ == "__main__":

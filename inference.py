@@ -5,7 +5,8 @@
     cat sentences.txt | python inference.py --method lora -                  # '-' reads standard input
     python inference.py                                                      # a few built-in examples
     python inference.py --run <run id> --verify    # re-test the reloaded model against the recorded results
-    python inference.py --run <run id> --benchmark # latency at batch 1, throughput at batch 64 -> inference_benchmark.json
+    python inference.py --run <run id> --benchmark # latency at batch 1, throughput at batch 64
+                                                   # -> inference_benchmark.json
 
 --verify rebuilds the run's test split from its recorded data settings and checks that the reloaded
 model reproduces the recorded test accuracy and per-example predictions: a peft head that silently
@@ -44,6 +45,7 @@ with --trust_remote_code when inference.py is given --trust_remote_code too.
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import argparse
 import datetime as dt
 import importlib
@@ -211,7 +213,7 @@ def load_run(run_dir: str, device: torch.device, merged: bool = False, trust_rem
             # The adapter file carries the trained head (modules_to_save); without it the head would stay random.
             model = PeftModel.from_pretrained(base, model_dir)
         else:
-            from methods import load_trained
+            from saved_transforms import load_trained
 
             # The trained tensors (head included) onto the rebuilt method; a missing one is an error, not random.
             model = load_trained(base, model_dir, info["head_modules"])
@@ -244,7 +246,7 @@ def describe_texts(tokenizer, texts: list[str], max_length: int) -> list[dict]:
         if texts else []
     no_content = len(tokenizer("", verbose=False)["input_ids"])  # [CLS] [SEP]: the special tokens alone
     described = []
-    for (text, notes), count in zip(cleaned, counts):
+    for (_text, notes), count in zip(cleaned, counts):
         notes = list(notes)
         if count <= no_content:
             notes.append("no text to classify (empty, whitespace or control characters only): the probabilities "
@@ -438,6 +440,7 @@ def run_benchmark(args, run_dir: str, model, tokenizer, results: dict, texts: li
     """Measure the model as loaded (and, for LoRA-family runs, a merged copy); nothing is written here."""
     import peft
     import transformers
+
     from runner import cpu_name
 
     info = results["run_info"]
@@ -582,8 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--merged", action="store_true",
                         help="Use the run's merged model (LoRA-family runs trained with --export_merged) instead of "
                         "the adapter on its base model.")
-    parser.add_argument("--json", action="store_true", help="Print one JSON object per sentence instead of a table (with --benchmark: the "
-                        "benchmark's record).")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object per sentence instead of a table "
+                        "(with --benchmark: the benchmark's record).")
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="Allow model code from the Hub to run, for a run trained with --trust_remote_code (such "
                         "a run is refused without it). Off unless you trust the model's repository.")
@@ -592,9 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "accuracy and predictions; exit status 1 if they differ.")
     bench = parser.add_argument_group("benchmark (--benchmark)")
     bench.add_argument("--benchmark", action="store_true",
-                       help=f"Time the model instead of printing predictions: latency at batch size 1 and throughput at "
-                       f"--benchmark_batch_size, unmerged and merged for LoRA-family runs; written to <run folder>/"
-                       f"{BENCHMARK_FILE}. Uses the sentences given, else the built-in examples.")
+                       help=f"Time the model instead of printing predictions: latency at batch size 1 and "
+                       f"throughput at --benchmark_batch_size, unmerged and merged for LoRA-family runs; written "
+                       f"to <run folder>/{BENCHMARK_FILE}. Uses the sentences given, else the built-in examples.")
     bench.add_argument("--benchmark_batch_size", type=int, default=BENCHMARK_DEFAULTS["benchmark_batch_size"],
                        help="Batch size of the throughput measurement (default 64).")
     bench.add_argument("--benchmark_warmup", type=int, default=BENCHMARK_DEFAULTS["benchmark_warmup"],
@@ -638,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     info = results["run_info"]
-    print(f"run {info['run_id']}: {info.get('method_label', info['method'])}{' (merged)' if args.merged else ''} / {info['model_name_or_path']} / {info['dataset']}, "
+    merged = " (merged)" if args.merged else ""
+    print(f"run {info['run_id']}: {info.get('method_label', info['method'])}{merged} / {info['model_name_or_path']} / "
+          f"{info['dataset']}, "
           f"test accuracy {results['train_info']['test']['accuracy']:.4f}", file=sys.stderr)
     if args.verify:
         try:
@@ -659,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.benchmark:
         texts = [clean_text(text)[0] for text in texts]
         record = run_benchmark(args, run_dir, model, tokenizer, results, texts, device)
-        from runner import write_json_atomic
+        from run_status import write_json_atomic
 
         path = os.path.join(run_dir, BENCHMARK_FILE)
         write_json_atomic(path, record)  # whole or not at all: a failed benchmark leaves no file

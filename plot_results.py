@@ -30,152 +30,37 @@ one line and exit with status 2, and nothing is written.
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import argparse
-import datetime as dt
-import glob
-import json
 import math
 import os
 import sys
 from collections import Counter
 
-import matplotlib
-
 import run_status
+from chart_style import LINE_STYLES, method_colours, method_markers, plt
+from run_results import (
+    ResultsError,
+    explicit_runs,
+    hardware,
+    label_of,
+    load_runs,
+    matches,
+    memory_phases,
+    model_short,
+    peak_memory,
+    pretraining_time,
+    select_runs,
+    train_time,
+)
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-SCHEMA_VERSION = 1
 PLOT_FILES = ("learning_curves.png", "train_time.png", "peak_memory.png", "trainable_params.png",
               "accuracy_vs_params.png")
 SUMMARY_FILE = "summary.md"
-LINE_STYLES = ("-", "--", ":", "-.")
-# One colour per method label: tab10 first (so up to ten methods keep their usual colours), then ten more that
-# differ from it, so that a dozen or more methods stay distinct. Each label also gets a marker; 7 markers against
-# 20 colours give every label up to 140 its own (colour, marker) pair, and neighbours in the legend differ in both.
-PALETTE = tuple(matplotlib.colormaps["tab10"].colors) + (
-    "#000000", "#e6ab02", "#1b9e77", "#000080", "#fb9a99", "#a6cee3", "#b2df8a", "#cab2d6", "#b15928", "#ff00ff")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
-class PlotError(Exception):
-    """A user-facing problem: main prints it on one line and exits with status 2."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# Loading and selecting runs
-
-
-def read_results(path: str) -> dict:
-    """One results.json, with "_dir" (its run folder) added; PlotError if it is unusable."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            results = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise PlotError(f"{path} is not valid JSON ({error})") from None
-    except OSError as error:
-        raise PlotError(f"cannot read {path} ({error.strerror})") from None
-    if not isinstance(results, dict) or not isinstance(results.get("run_info"), dict):
-        raise PlotError(f"{path} is not a benchmark results file (no run_info)")
-    if results.get("schema_version") != SCHEMA_VERSION:
-        raise PlotError(f"{path} has schema_version {results.get('schema_version')!r}; "
-                        f"this script reads version {SCHEMA_VERSION}")
-    train = results.get("train_info")
-    if results["run_info"].get("status") == "completed" and not (
-            isinstance(train, dict) and isinstance(train.get("test"), dict) and "accuracy" in train["test"]
-            and "num_params_trainable" in train):
-        raise PlotError(f"{path} says completed but its train_info has no test results")
-    results["_dir"] = os.path.dirname(os.path.abspath(path))
-    return results
-
-
-def load_runs(results_dir: str, unreadable: list | None = None) -> list[dict]:
-    """Every run under <results_dir>/runs/, whatever its status, in no particular order.
-
-    A results.json that cannot be used is skipped with a warning on stderr; its message is appended
-    to `unreadable` when a list is given.
-    """
-    if not os.path.isdir(results_dir):
-        raise PlotError(f"results directory {results_dir} does not exist")
-    runs = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "runs", "*", "results.json"))):
-        try:
-            runs.append(read_results(path))
-        except PlotError as error:
-            print(f"warning: {error}; skipping it", file=sys.stderr)
-            if unreadable is not None:
-                unreadable.append(str(error))
-    return runs
-
-
-def model_short(run: dict) -> str:
-    """'minilm', 'distilbert-base-uncased', or the last folder name of a local model path."""
-    return os.path.basename(run["run_info"]["model_name_or_path"].rstrip("/\\")) or "?"
-
-
-def label_of(run: dict) -> str:
-    """The name a run is compared under: its method variant ('lora[all_linear]', 'mlm+full'), or for results
-    written before labels existed, its method."""
-    info = run["run_info"]
-    return info.get("method_label") or info.get("method", "?")
-
-
-def matches(run: dict, dataset=None, model=None, methods=None) -> bool:
-    info = run["run_info"]
-    return ((dataset is None or info.get("dataset") == dataset)
-            and (model is None or model in (info.get("model_name_or_path"), model_short(run)))
-            and (not methods or info.get("method") in methods or label_of(run) in methods))
-
-
-def started(run: dict) -> tuple:
-    """Sort key: start time (timezone-aware), then run id."""
-    info = run["run_info"]
-    try:
-        when = dt.datetime.fromisoformat(info.get("started_at") or "").astimezone()
-    except ValueError:
-        when = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    return when, info.get("run_id", "")
-
-
-def select_runs(runs: list[dict], dataset=None, model=None, methods=None, all_runs=False) -> list[dict]:
-    """Completed runs matching the filters: the newest per (method label, dataset, model), or all of them.
-
-    `model` matches run_info.model_name_or_path exactly or its last path component. The result is
-    ordered by dataset, model, method, then start time.
-    """
-    methods = [methods] if isinstance(methods, str) else methods
-    chosen = [r for r in runs if r["run_info"].get("status") == "completed" and matches(r, dataset, model, methods)]
-    if not all_runs:
-        newest = {}
-        for run in sorted(chosen, key=started):
-            info = run["run_info"]
-            newest[(label_of(run), info["dataset"], info["model_name_or_path"])] = run
-        chosen = list(newest.values())
-    return sorted(chosen, key=lambda r: (r["run_info"]["dataset"], r["run_info"]["model_name_or_path"],
-                                         label_of(r), started(r)))
-
-
-def explicit_runs(names: list[str], results_dir: str) -> list[dict]:
-    """The runs named by --runs: run folders (or their results.json), or run ids under <results_dir>/runs."""
-    runs = []
-    for name in names:
-        path = name if name.endswith(".json") else os.path.join(name, "results.json")
-        if not os.path.isfile(path):
-            if not os.path.isdir(results_dir):
-                raise PlotError(f"results directory {results_dir} does not exist (needed to find run {name})")
-            path = os.path.join(results_dir, "runs", name, "results.json")
-            if not os.path.isfile(path):
-                raise PlotError(f"unknown run {name}: neither a run folder nor a run id with "
-                                f"{os.path.join(results_dir, 'runs', name, 'results.json')}")
-        run = read_results(path)
-        status = run["run_info"].get("status")
-        if status != "completed":
-            raise PlotError(f"run {run['run_info'].get('run_id', name)} has status {status}; "
-                            "only completed runs can be plotted")
-        if all(run["_dir"] != other["_dir"] for other in runs):
-            runs.append(run)
-    return runs
+class PlotError(ResultsError):
+    """A user-facing problem with what to plot: main prints it on one line and exits with status 2."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,56 +82,6 @@ def run_labels(runs: list[dict]) -> list[str]:
     counts = Counter(labels)
     return [f"{label} {run['run_info']['run_id'][:15]}" if counts[label] > 1 else label
             for label, run in zip(labels, runs)]
-
-
-def method_colours(runs: list[dict]) -> dict:
-    """One colour per method label (PALETTE in label order)."""
-    methods = sorted({label_of(r) for r in runs})
-    return {method: PALETTE[i % len(PALETTE)] for i, method in enumerate(methods)}
-
-
-def method_markers(runs: list[dict]) -> dict:
-    """One marker per method label, so that labels sharing a colour (past PALETTE's 20) still differ."""
-    methods = sorted({label_of(r) for r in runs})
-    return {method: MARKERS[i % len(MARKERS)] for i, method in enumerate(methods)}
-
-
-def memory_phases(run: dict) -> tuple[float | None, float | None, str]:
-    """(fine-tuning peak MiB, continued pre-training peak MiB or None, device type): GPU memory allocated on
-    CUDA, the process's peak RSS on the CPU."""
-    train = run["train_info"]
-    memory = train.get("memory") or {}
-    device = memory.get("device_type", "?")
-    key = "peak_mem_alloc_mib" if device == "cuda" else "peak_rss_mib"
-    return memory.get(key), ((train.get("pretraining") or {}).get("memory") or {}).get(key), device
-
-
-def peak_memory(run: dict) -> tuple[float | None, str]:
-    """(MiB, device type): the run's peak; for runs with a continued pre-training phase, the larger of the two
-    phases' peaks."""
-    fine_tune, pretrain, device = memory_phases(run)
-    phases = [value for value in (fine_tune, pretrain) if value is not None]
-    return (max(phases) if phases else None), device
-
-
-def pretraining_time(run: dict) -> float | None:
-    """Seconds of the continued pre-training (MLM) phase, or None for runs without one."""
-    return (run["train_info"].get("pretraining") or {}).get("train_time_s")
-
-
-def train_time(run: dict) -> float | None:
-    """Training time of the whole run: both phases where continued pre-training came first (total_train_time_s),
-    else train_time_s."""
-    train = run["train_info"]
-    if train.get("total_train_time_s") is not None:
-        return train["total_train_time_s"]
-    pre, fine_tune = pretraining_time(run), train.get("train_time_s")
-    return fine_tune + pre if pre is not None and fine_tune is not None else fine_tune
-
-
-def hardware(run: dict) -> str:
-    meta = run.get("meta_info") or {}
-    return str(meta.get("device_name") or meta.get("device") or peak_memory(run)[1])
 
 
 def learning_curves(runs, labels, colours):
@@ -535,7 +370,8 @@ def skip_notes(runs, selected, unreadable, args) -> list[str]:
                 if r["run_info"].get("status") != "completed"]
     incomplete = Counter(status for _, status in statuses)
     reasons = [f"{n} {status}" for status, n in sorted(incomplete.items())]
-    reasons += [f"{r['run_info'].get('run_id')} stopped early, resume: {run_status.resume_hint(r['_dir'], r['run_info'])}"
+    reasons += [f"{r['run_info'].get('run_id')} stopped early, resume: "
+                f"{run_status.resume_hint(r['_dir'], r['run_info'])}"
                 for r, status in statuses if status in ("interrupted", "unfinished")
                 and r["run_info"].get("resumable") is not False]
     reasons += [f"unreadable: {message}" for message in unreadable]
@@ -588,7 +424,7 @@ def main(argv=None) -> int:
                                         params_chart(selected, labels, colours),
                                         accuracy_chart(selected, labels, colours))))
         summary = summary_table(selected)
-    except PlotError as error:
+    except ResultsError as error:  # PlotError included
         plt.close("all")
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ every run behind the numbers.
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import argparse
 import json
 import os
@@ -25,9 +26,9 @@ from collections import Counter
 
 import numpy as np
 
-import plot_results
 import stats
-from plot_results import PlotError, label_of, load_runs, model_short, peak_memory, plt, train_time
+from chart_style import method_colours, plt
+from run_results import ResultsError, label_of, load_runs, model_short, peak_memory, started, train_time
 
 REPORT_FILE = "report.md"
 CONFIDENCE = 0.95
@@ -54,7 +55,7 @@ def group_runs(runs: list[dict]) -> tuple[dict, list[str]]:
     """{(dataset, model, label): runs sorted by seed}, and notes on what was set aside or differs."""
     groups: dict[tuple, list] = {}
     notes = []
-    for run in sorted(runs, key=plot_results.started):
+    for run in sorted(runs, key=started):
         info = run["run_info"]
         groups.setdefault((info["dataset"], model_short(run), label_of(run)), []).append(run)
     for key, members in groups.items():
@@ -281,7 +282,7 @@ def section(dataset: str, model: str, groups: dict, reference: str | None, n_res
                   ""]
 
     title = f"{dataset}, {model}"
-    colours = plot_results.method_colours([run for runs in groups.values() for run in runs])
+    colours = method_colours([run for runs in groups.values() for run in runs])
     for kind, figure in (("pareto", pareto_chart(summaries, colours, title, memory_kind)),
                          ("curves", curves_chart(groups, colours, title))):
         name = f"{kind}_{_slug(dataset, model)}.png"
@@ -323,7 +324,7 @@ def write_report(results_dir: str, output_dir: str | None = None, reference: str
     output_dir = output_dir or results_dir
     try:
         runs = [r for r in load_runs(results_dir) if r["run_info"].get("status") == "completed"]
-    except PlotError as error:
+    except ResultsError as error:
         raise ReportError(str(error)) from None
     if not runs:
         raise ReportError(f"no completed runs in {os.path.join(results_dir, 'runs')}; train some first "

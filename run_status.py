@@ -10,7 +10,9 @@ while nobody holds the lock belongs to a run that died: "unfinished", resumable 
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -26,6 +28,24 @@ LOCK_FILE = ".lock"
 RESULTS_FILE = "results.json"
 CHECKPOINTS_DIR = "checkpoints"
 RESUME_STATE_FILE = "resume_state.json"  # written last into a checkpoint folder: its presence marks it complete
+
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write to a temporary file and rename, so a reader never sees a half-written file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: leave no partial temporary file behind
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 class RunLock:

@@ -14,6 +14,7 @@ training, 2 bad input (nothing written), 130 interrupted.
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import contextlib
 import dataclasses
 import datetime as dt
@@ -34,7 +35,7 @@ import sys
 import threading
 import traceback
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -44,7 +45,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    Trainer,
     TrainerCallback,
     TrainingArguments,
 )
@@ -52,11 +52,29 @@ from transformers.trainer_callback import ProgressCallback
 
 import run_status
 import utils
-from config import (METHODS, MODEL_ALIASES, ConfigError, RunConfig, _Parser, check_output_dir, parse_args,
-                    run_config_from_dict)
+from config import (
+    METHODS,
+    MODEL_ALIASES,
+    ConfigError,
+    OptionParser,
+    RunConfig,
+    check_output_dir,
+    parse_args,
+    run_config_from_dict,
+)
 from logger_callback import RunRecorder
+from measured_trainer import (
+    AdaLoraBudget,
+    BenchmarkTrainer,
+    EvaluationSchedule,
+    QuietProgress,
+    common_training_arguments,
+    is_adalora,
+    resolve_pipeline,
+    world_size,
+)
 from methods import ModelTransform
-from run_status import RESUME_STATE_FILE
+from run_status import RESUME_STATE_FILE, write_json_atomic
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = run_status.RESULTS_FILE
@@ -64,7 +82,6 @@ LOG_FILE = "training_log.txt"
 MODEL_DIR = "model"
 MERGED_MODEL_DIR = "merged_model"
 CHECKPOINTS_DIR = run_status.CHECKPOINTS_DIR
-TRAINABLE_STATE_FILE = "trainable_state.safetensors"  # in checkpoints of peft models
 BACKBONE_DIR = "pretrained_backbone"
 PREDICTIONS_FILE = "test_predictions.json"
 # What inference needs besides the tokenizer: weights and the configs that say how to build the model.
@@ -120,143 +137,7 @@ def count_parameters(model: torch.nn.Module) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The Trainer, measured
-
-
-class BenchmarkTrainer(Trainer):
-    """Trainer that reports every training batch to the recorder and keeps evaluation and checkpoint
-    saving out of the training time and peak memory."""
-
-    def __init__(self, *args, recorder: RunRecorder, group_by_length: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.recorder = recorder
-        self.group_by_length = group_by_length
-        self.on_checkpoint: Callable[[int], None] | None = None  # told the step of each complete checkpoint
-        # Classification losses are per-batch means: let the Trainer divide them for gradient accumulation
-        # (models whose forward takes **kwargs are otherwise assumed to normalise by item count themselves).
-        self.model_accepts_loss_kwargs = False
-        self.loss_is_scaled_for_ga = False
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                      num_items_in_batch=num_items_in_batch)
-        if model.training:
-            loss = result[0] if return_outputs else result
-            self.recorder.record_batch(loss, inputs["attention_mask"])
-        return result
-
-    def _lengths(self, dataset) -> list[int]:
-        cache = self.__dict__.setdefault("_lengths_cache", {})
-        if id(dataset) not in cache:
-            cache[id(dataset)] = utils.real_lengths(dataset)
-        return cache[id(dataset)]
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = self.train_dataset if train_dataset is None else train_dataset
-        if not self.group_by_length:
-            return super()._get_train_sampler(train_dataset)
-        # One group per global batch, so that every process's share of a step is of similar length too.
-        return utils.LengthGroupedShuffleSampler(self._lengths(dataset),
-                                                 self.args.per_device_train_batch_size * self.args.world_size,
-                                                 seed=self.args.seed)
-
-    def _get_eval_sampler(self, eval_dataset):
-        if not self.group_by_length:
-            return super()._get_eval_sampler(eval_dataset)
-        return self.eval_order(eval_dataset)
-
-    def eval_order(self, dataset) -> list[int] | None:
-        """The order evaluation visits a split in (predictions come back in it), or None for the split's own."""
-        if not self.group_by_length:
-            return None
-        return utils.length_sorted_order(self._lengths(dataset))
-
-    def _save_checkpoint(self, model, trial):
-        """The Trainer's checkpoint (weights as safetensors, optimizer, scheduler, RNG states, trainer state),
-        then the recorder's state written last, atomically: a checkpoint folder without it is incomplete (the
-        process died while saving) and is never resumed from. Then only the latest and the best are kept."""
-        super()._save_checkpoint(model, trial)
-        if not self.args.should_save:
-            return
-        folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
-        with contextlib.suppress(FileNotFoundError):  # a pickle that resuming never reads
-            os.remove(os.path.join(folder, "training_args.bin"))
-        if _is_peft(self.model):
-            # peft saves some adapters in the form inference uses, not the one that trains (p-tuning: the prompt
-            # encoder's output instead of its weights), so the trained tensors are kept as they are, too.
-            from safetensors.torch import save_file
-
-            save_file({name: parameter.detach().cpu().contiguous()
-                       for name, parameter in self.model.named_parameters() if parameter.requires_grad},
-                      os.path.join(folder, TRAINABLE_STATE_FILE))
-        write_json_atomic(os.path.join(folder, RESUME_STATE_FILE), {
-            "global_step": self.state.global_step,
-            "saved_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "recorder": self.recorder.state_dict(),
-        })
-        keep = {os.path.abspath(folder)}
-        if self.state.best_model_checkpoint:
-            keep.add(os.path.abspath(self.state.best_model_checkpoint))
-        for _, other in run_status.valid_checkpoints(os.path.dirname(self.args.output_dir)):
-            if os.path.abspath(other) not in keep:
-                shutil.rmtree(other, ignore_errors=True)
-        if self.on_checkpoint is not None:
-            self.on_checkpoint(self.state.global_step)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self._restore_trainable(resume_from_checkpoint)
-
-    def _load_best_model(self):
-        super()._load_best_model()
-        self._restore_trainable(self.state.best_model_checkpoint)
-
-    def _restore_trainable(self, folder: str) -> None:
-        path = os.path.join(folder, TRAINABLE_STATE_FILE)
-        if not os.path.isfile(path):
-            return
-        from safetensors.torch import load_file
-
-        tensors = load_file(path, device=str(next(self.model.parameters()).device))
-        outcome = self.model.load_state_dict(tensors, strict=False)
-        trainable = {name for name, parameter in self.model.named_parameters() if parameter.requires_grad}
-        if outcome.unexpected_keys or trainable - set(tensors):
-            raise RuntimeError(f"the checkpoint in {folder} does not fit this model's trained parameters "
-                               f"(unexpected: {outcome.unexpected_keys[:3]}, missing: {sorted(trainable - set(tensors))[:3]})")
-
-    def _maybe_log_save_evaluate(self, *args, **kwargs):
-        if not (self.control.should_evaluate or self.control.should_save):
-            return super()._maybe_log_save_evaluate(*args, **kwargs)
-        start = self.recorder.begin_excluded()
-        result = super()._maybe_log_save_evaluate(*args, **kwargs)
-        self.recorder.end_excluded(start)
-        return result
-
-
-class EvaluationSchedule(TrainerCallback):
-    """Evaluates (and saves a candidate checkpoint) evals_per_epoch times per epoch, at each epoch's
-    end, and after the last step; with checkpoint_steps, also saves a checkpoint every that many steps."""
-
-    def __init__(self, steps_per_epoch: int, evals_per_epoch: int, save: bool = True, checkpoint_steps: int = 0):
-        self.steps_per_epoch = steps_per_epoch
-        self.evals_per_epoch = evals_per_epoch
-        self.save = save
-        self.checkpoint_steps = checkpoint_steps
-        self.steps: set[int] = set()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        epochs = math.ceil(state.max_steps / self.steps_per_epoch)
-        self.steps = {min(state.max_steps, epoch * self.steps_per_epoch
-                          + round(i * self.steps_per_epoch / self.evals_per_epoch))
-                      for epoch in range(epochs) for i in range(1, self.evals_per_epoch + 1)}
-        self.steps.add(state.max_steps)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step in self.steps:
-            control.should_evaluate = True
-            control.should_save = self.save
-        if self.save and self.checkpoint_steps and state.global_step % self.checkpoint_steps == 0:
-            control.should_save = True
+# Stopping on request
 
 
 class StopRequest:
@@ -319,39 +200,6 @@ class StopOnRequest(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_save = self.save
             control.should_training_stop = True
-
-
-def _is_peft(model) -> bool:
-    from peft import PeftModel
-
-    return isinstance(model, PeftModel)
-
-
-def is_adalora(model) -> bool:
-    """AdaLoRA models re-allocate their ranks as they train; a checkpoint from before the last re-allocation
-    no longer fits the model (peft resizes the live model to the final rank pattern before loading), so for
-    them the final model, not the best checkpoint, is tested."""
-    config = getattr(model, "peft_config", {}).get("default")
-    return getattr(config, "peft_type", None) == "ADALORA"  # PeftType is a str enum
-
-
-class AdaLoraBudget(TrainerCallback):
-    """AdaLoRA re-allocates its rank budget from the gradients of each step: after the optimizer step and
-    before the gradients are zeroed, which is when the Trainer calls on_optimizer_step."""
-
-    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
-        model.base_model.update_and_allocate(state.global_step)
-
-
-class QuietProgress(ProgressCallback):
-    """The training progress bar (steps, elapsed, remaining) alone: no bars for evaluation batches, and
-    no raw log dictionaries (the recorder prints each evaluation as a line)."""
-
-    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
-        pass
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        pass
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -435,7 +283,7 @@ def model_fingerprint(model_path: str, model_config) -> dict:
     """Which base weights a run started from: the Hub commit where known, and the SHA-256 of local weight files."""
     found = {"hub_commit": getattr(model_config, "_commit_hash", None)}
     if os.path.isdir(model_path):
-        found["weights_sha256"] = {os.path.basename(name): utils._sha256(name) for name in sorted(
+        found["weights_sha256"] = {os.path.basename(name): utils.sha256_of_file(name) for name in sorted(
             glob.glob(os.path.join(model_path, "*.safetensors")) + glob.glob(os.path.join(model_path, "*.bin")))}
     return found
 
@@ -449,23 +297,6 @@ def _jsonable(value):
     if isinstance(value, (set, frozenset)):
         return sorted(_jsonable(item) for item in value)
     return value
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write to a temporary file and rename, so a reader never sees a half-written file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:  # e.g. a full disk: leave no partial temporary file behind
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def create_run_dir(output_dir: str, method: str, dataset: str, model_name: str, run_name: str | None) -> str:
@@ -552,37 +383,6 @@ def _device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
     return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
-
-
-def resolve_pipeline(run_config: RunConfig, device: torch.device) -> dict:
-    """What the speed options amount to on this device; recorded in the results as train_info.pipeline."""
-    training = run_config.training
-    cuda = device.type == "cuda"
-    precision = training.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    workers = training.dataloader_num_workers
-    if workers == -1:
-        workers = min(2, os.cpu_count() or 1) if cuda else 0
-    # TF32 tensor cores exist from Ampere (compute capability 8.0) on.
-    tf32 = bool(training.tf32 and cuda and torch.cuda.get_device_capability(device)[0] >= 8)
-    return {
-        "padding": run_config.data.padding,
-        "group_by_length": training.group_by_length,
-        "precision": precision,
-        "tf32": tf32,
-        "attn_implementation": training.attn_implementation,  # replaced by the model's actual one once loaded
-        "optimizer": "adamw_torch_fused" if training.fused_adamw else "adamw_torch",
-        "torch_compile": training.torch_compile,
-        "dataloader_num_workers": workers,
-        "dataloader_pin_memory": bool(training.dataloader_pin_memory and cuda),
-        "gradient_checkpointing": training.gradient_checkpointing,
-        "world_size": world_size(),
-    }
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main_process() -> bool:
@@ -999,7 +799,7 @@ def _resume_request(method: str, argv: list[str] | None, prog: str | None) -> tu
     """(run folder, its results, its status) when the command line asks to resume a run; ConfigError when that run
     cannot be resumed. --resume comes alone (or with --output_dir, where 'latest' looks)."""
     # Read before the full parser, as config_file_values reads --config.
-    pre = _Parser(add_help=False, allow_abbrev=False, prog=prog)
+    pre = OptionParser(add_help=False, allow_abbrev=False, prog=prog)
     pre.add_argument("--resume", default=None)
     pre.add_argument("--output_dir", default="results")
     known, others = pre.parse_known_args(list(sys.argv[1:] if argv is None else argv))
@@ -1181,33 +981,6 @@ def _memory_summary(memory: dict) -> str:
     return f"{memory['peak_rss_mib']:.0f} MiB resident"
 
 
-def common_training_arguments(training, pipeline: dict, device: torch.device) -> dict:
-    """TrainingArguments every training phase shares (fine-tuning, and continued pre-training before it)."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = pipeline["tf32"]
-        torch.backends.cudnn.allow_tf32 = pipeline["tf32"]
-    return dict(
-        weight_decay=training.weight_decay,
-        warmup_steps=training.warmup_ratio,  # transformers 5: a value below 1 is a share of the steps
-        lr_scheduler_type=training.lr_scheduler_type,
-        max_grad_norm=training.max_grad_norm,
-        seed=training.seed,
-        logging_steps=training.logging_steps,
-        report_to="none",
-        use_cpu=device.type == "cpu",
-        bf16=pipeline["precision"] == "bf16",
-        fp16=pipeline["precision"] == "fp16",  # with the Trainer's dynamic loss scaling
-        optim=pipeline["optimizer"],
-        torch_compile=pipeline["torch_compile"],
-        dataloader_num_workers=pipeline["dataloader_num_workers"],
-        dataloader_pin_memory=pipeline["dataloader_pin_memory"],
-        activation_checkpointing=pipeline["gradient_checkpointing"],  # transformers 5's name for it
-        # Non-reentrant checkpointing also works when the inputs need no gradient (frozen embeddings: LoRA etc.).
-        activation_checkpointing_kwargs={"use_reentrant": False} if pipeline["gradient_checkpointing"] else None,
-        disable_tqdm=False,
-    )
-
-
 def _build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir, device,
                    stop: StopRequest | None = None) -> BenchmarkTrainer:
     training = run_config.training
@@ -1289,8 +1062,9 @@ def _train_figures(recorder: RunRecorder, utilisation: dict | None) -> dict:
         seconds = total["train_time_s"] - max(p["after_first_step"][0] for p in everyone)
         samples = total["train_samples"] - sum(p["after_first_step"][1] for p in everyone)
         if seconds > 0 and samples > 0:
-            total["steady_state"] = {"train_samples_per_s": round(samples / seconds, 3), "train_time_s": round(seconds, 6),
-                                     "train_samples": samples, "rule": "after the first optimizer step (warm-up)"}
+            total["steady_state"] = {"train_samples_per_s": round(samples / seconds, 3),
+                                     "train_time_s": round(seconds, 6), "train_samples": samples,
+                                     "rule": "after the first optimizer step (warm-up)"}
     memory = dict(everyone[0]["memory"])
     if len(everyone) > 1:
         for key in [k for k in memory if k.endswith("_mib") and isinstance(memory[k], (int, float))]:

@@ -13,6 +13,7 @@ model/ holding the adapter (cut to its final ranks) and head.
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 from peft import AdaLoraConfig, TaskType
 
 from config import ConfigError

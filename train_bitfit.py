@@ -10,6 +10,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the b
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 from methods import BitFit
 from runner import main_for
 

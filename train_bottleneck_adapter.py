@@ -12,6 +12,7 @@ norms and head only).
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 from bottleneck_adapter import BottleneckAdapterTransform, check_supported
 from runner import main_for
 

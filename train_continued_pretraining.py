@@ -13,6 +13,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the f
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 from runner import main_for
 from train_full import build_full
 

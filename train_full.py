@@ -9,6 +9,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/); see READ
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 from runner import main_for
 
 

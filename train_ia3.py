@@ -9,6 +9,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the v
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 from peft import IA3Config, TaskType
 
 from config import ConfigError

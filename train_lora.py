@@ -12,6 +12,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the a
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import torch
 from peft import LoraConfig, TaskType
 from transformers import AutoModelForSequenceClassification

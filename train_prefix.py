@@ -11,6 +11,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the p
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import sys
 
 from peft import PrefixTuningConfig, TaskType

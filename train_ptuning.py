@@ -10,6 +10,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the p
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 from peft import PromptEncoderConfig, TaskType
 
 from prefix_distilbert import prefix_tuning_dims

@@ -13,6 +13,7 @@ re-loads the base model in 4 bits the same way).
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import importlib.util
 
 import torch
@@ -60,7 +61,8 @@ def use_portable_cpu_kernel(model) -> int:
     """On CPUs with AVX512-BF16, bitsandbytes 0.50 re-packs 4-bit weights in place for a fused kernel the first
     time a layer runs in eval mode; that repacking asserts an output size divisible by 32 ("N must be
     divisible by block_n"), and a packed layer then runs an inference-only kernel (no backward) in training
-    mode too. Its generic path (de-quantise, then matmul) trains and evaluates alike, so the CPU route uses it. Returns how many layers were switched."""
+    mode too. Its generic path (de-quantise, then matmul) trains and evaluates alike, so the CPU route uses it.
+    Returns how many layers were switched."""
     import bitsandbytes as bnb
 
     layers = [module for module in model.modules() if isinstance(module, bnb.nn.Linear4bit)]

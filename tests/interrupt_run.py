@@ -16,8 +16,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import runner  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
+
+import runner  # noqa: E402
 
 
 def main() -> int:

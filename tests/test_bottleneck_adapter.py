@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import methods
+import saved_transforms
 from bottleneck_adapter import BottleneckAdapter, BottleneckAdapterTransform, check_supported
 from config import ConfigError
 
@@ -30,8 +31,12 @@ def one_thread():
 
 
 def tiny(model_type: str, seed: int = 0, dropout: float = 0.1):
-    from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
-                              DistilBertForSequenceClassification)
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
 
     torch.manual_seed(seed)
     if model_type == "bert":
@@ -216,7 +221,7 @@ def test_save_and_load_trained_round_trip(model_type, style, tmp_path):
                            if not methods.in_modules(name, HEADS[model_type])}, strict=False)
     inputs = batch(seed=1)
     assert not torch.allclose(logits(fresh, inputs), logits(model, inputs))
-    reloaded = methods.load_trained(fresh, str(tmp_path), HEADS[model_type])
+    reloaded = saved_transforms.load_trained(fresh, str(tmp_path), HEADS[model_type])
     assert torch.equal(logits(reloaded, inputs), logits(model, inputs))
 
 
@@ -224,7 +229,7 @@ def test_options_rebuild_the_transform():
     transform = BottleneckAdapterTransform(style="pfeiffer", reduction_factor=8, activation="tanh",
                                            train_layer_norms=True)
     options = json.loads(json.dumps(transform.options()))
-    rebuilt = methods.transform_from_dict({"transform": "bottleneck_adapter", "options": options})
+    rebuilt = saved_transforms.transform_from_dict({"transform": "bottleneck_adapter", "options": options})
     assert isinstance(rebuilt, BottleneckAdapterTransform) and rebuilt.options() == transform.options()
     assert BottleneckAdapterTransform().trains_layer_norms() is True
     assert BottleneckAdapterTransform(style="pfeiffer").trains_layer_norms() is False

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 
 from config import (
     METHODS,
@@ -17,6 +16,7 @@ from config import (
     TrainingConfig,
     parse_args,
 )
+from conftest import ROOT
 
 
 def test_method_defaults_differ_only_where_they_should():

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import chart_style  # noqa: E402
 import plot_results as pr  # noqa: E402
 import run_status  # noqa: E402
 
@@ -496,7 +497,7 @@ def test_a_dozen_methods_stay_distinct_and_readable(results, tmp_path):
     labels, colours, markers = pr.run_labels(runs), pr.method_colours(runs), pr.method_markers(runs)
     assert len(set(colours.values())) == len(LABELS)  # 18 labels, 18 colours
     assert len({(colours[m], markers[m]) for m in LABELS}) == len(LABELS)
-    assert colours["adalora"] == pr.PALETTE[0]
+    assert colours["adalora"] == chart_style.PALETTE[0]
 
     # Learning curves: every run in its label's colour and marker, one legend, below the panels, outside them.
     figure = pr.learning_curves(runs, labels, colours)

@@ -174,7 +174,10 @@ def labels():
                     min_size=2, max_size=4) | st.lists(st.sampled_from(ODD_LABELS), min_size=1, max_size=1)
 
 
-def clean_labels(numbers=st.nothing()):
+NO_MORE_LABELS = st.nothing()
+
+
+def clean_labels(numbers=NO_MORE_LABELS):
     """A pool of 2-4 label spellings of at least two classes, often numbers spelled several ways (at most 4 classes:
     a tenth of 40 rows can hold each in the test split)."""
     spelling = st.sampled_from(USUAL_LABELS) | st.sampled_from(["0", "1"] + NUMBER_LABELS) | numbers

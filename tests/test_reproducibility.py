@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_DATA, needs_shared_data, train
 from safetensors.torch import load_file
+
+from conftest import SHARED_DATA, needs_shared_data, train
 
 pytestmark = needs_shared_data
 

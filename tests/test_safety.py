@@ -9,10 +9,10 @@ import pickle
 import shutil
 
 import pytest
-from conftest import ROOT, train
 from safetensors import safe_open
 
 import inference
+from conftest import ROOT, train
 
 MODEL_FOLDERS = ("model", "merged_model", "pretrained_backbone")  # everything a run saves weights into
 SMALL = ["--max_train_samples", "32", "--max_eval_samples", "16", "--num_train_epochs", "1", "--measure_mfu", "false"]

@@ -1,0 +1,66 @@
+"""The shape of the code: ruff-clean, no import cycles between the suite's modules, no private name imported
+from another module, and the commands that only read results start without torch."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+MODULES = sorted(path.stem for path in ROOT.glob("*.py"))
+
+
+def imports_of(module: str) -> list[tuple[str, list[str]]]:
+    """(imported suite module, names taken from it) for every import in the module, top level or inside a
+    function (a lazy import still ties the two modules together)."""
+    found = []
+    for node in ast.walk(ast.parse((ROOT / f"{module}.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names if alias.name in MODULES]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in MODULES:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def test_ruff_finds_nothing():
+    ruff = shutil.which("ruff") or pytest.fail("ruff is not installed: pip install -r requirements-dev.txt")
+    done = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_no_import_cycles_between_the_suites_modules():
+    graph = {module: {name for name, _ in imports_of(module)} - {module} for module in MODULES}
+    cycles = []
+
+    def visit(start: str, module: str, path: list[str]) -> None:
+        for other in graph[module]:
+            if other == start:
+                cycles.append(path)
+            elif other not in path and other > start:  # each cycle once, from its smallest module
+                visit(start, other, path + [other])
+
+    for module in MODULES:
+        visit(module, module, [module])
+    assert cycles == []
+
+
+def test_no_private_name_is_imported_from_another_module():
+    private = [(module, source, name) for module in MODULES for source, names in imports_of(module)
+               for name in names if name.startswith("_") and name != "__version__"]
+    assert private == []
+
+
+@pytest.mark.parametrize("script", ["plot_results.py", "report.py", "run_status.py", "benchmark.py"])
+def test_commands_that_read_results_start_without_torch(script):
+    probe = ("import json, runpy, sys; sys.argv = [sys.argv[1], '--help']\n"
+             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print(json.dumps(sorted(m for m in ('torch', 'peft') if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe, script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
