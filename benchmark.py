@@ -21,7 +21,6 @@ import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
 import dataclasses
 import datetime as dt
-import glob
 import hashlib
 import json
 import os
@@ -287,7 +286,7 @@ def run_cells(sweep: Sweep) -> list[Cell]:
 def find_runs(output_dir: str) -> dict:
     """{run_name: [results, ...]} of every run folder under output_dir/runs, newest last."""
     found = {}
-    for path in sorted(glob.glob(os.path.join(output_dir, "runs", "*", "results.json"))):
+    for path in run_status.results_paths(output_dir):
         try:
             with open(path, encoding="utf-8") as handle:
                 results = json.load(handle)
@@ -313,7 +312,7 @@ def resumable_run(cell: Cell, sweep: Sweep) -> str | None:
     if not runs or runs[-1]["run_info"].get("resumable") is False:
         return None
     info = runs[-1]["run_info"]
-    run_dir = os.path.join(cell.output_dir(sweep), "runs", info["run_id"])
+    run_dir = os.path.join(cell.output_dir(sweep), run_status.RUNS_DIR, info["run_id"])
     return run_dir if run_status.effective_status(run_dir, info) in ("interrupted", "unfinished") else None
 
 

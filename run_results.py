@@ -5,10 +5,11 @@ matplotlib, so the commands that only read results start fast."""
 from __future__ import annotations
 
 import datetime as dt
-import glob
 import json
 import os
 import sys
+
+from run_status import RESULTS_FILE, RUNS_DIR, results_paths
 
 SCHEMA_VERSION = 1
 
@@ -49,7 +50,7 @@ def load_runs(results_dir: str, unreadable: list | None = None) -> list[dict]:
     if not os.path.isdir(results_dir):
         raise ResultsError(f"results directory {results_dir} does not exist")
     runs = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "runs", "*", "results.json"))):
+    for path in results_paths(results_dir):
         try:
             runs.append(read_results(path))
         except ResultsError as error:
@@ -110,11 +111,11 @@ def explicit_runs(names: list[str], results_dir: str) -> list[dict]:
     """The runs named by --runs: run folders (or their results.json), or run ids under <results_dir>/runs."""
     runs = []
     for name in names:
-        path = name if name.endswith(".json") else os.path.join(name, "results.json")
+        path = name if name.endswith(".json") else os.path.join(name, RESULTS_FILE)
         if not os.path.isfile(path):
             if not os.path.isdir(results_dir):
                 raise ResultsError(f"results directory {results_dir} does not exist (needed to find run {name})")
-            path = os.path.join(results_dir, "runs", name, "results.json")
+            path = os.path.join(results_dir, RUNS_DIR, name, RESULTS_FILE)
             if not os.path.isfile(path):
                 raise ResultsError(f"unknown run {name}: neither a run folder nor a run id with "
                                 f"{os.path.join(results_dir, 'runs', name, 'results.json')}")

@@ -24,10 +24,40 @@ try:
 except ImportError:  # not POSIX: fall back on the recorded process id
     fcntl = None
 
+# The run folder's format, here and nowhere else: output_dir/runs/<run id>/ holds these.
+RUNS_DIR = "runs"
 LOCK_FILE = ".lock"
 RESULTS_FILE = "results.json"
+LOG_FILE = "training_log.txt"
+PREDICTIONS_FILE = "test_predictions.json"
+MODEL_DIR = "model"
+MERGED_MODEL_DIR = "merged_model"  # with --export_merged
+BACKBONE_DIR = "pretrained_backbone"  # after continued pre-training, where the saved model needs it
 CHECKPOINTS_DIR = "checkpoints"
 RESUME_STATE_FILE = "resume_state.json"  # written last into a checkpoint folder: its presence marks it complete
+
+# The keys results.json (schema version 1) may hold in each section; the README's "What a run records" table
+# documents exactly these (a test compares the two). meta_info is documented as a whole.
+RESULTS_KEYS = {
+    "run_info": frozenset({
+        "run_id", "run_dir", "method", "method_label", "model_name_or_path", "model_resolved_path", "model_type",
+        "model_fingerprint", "dataset", "base_model_path", "model_loader", "peft_config", "method_transform",
+        "total_steps", "data", "split_sizes", "label_names", "head_modules", "config", "seed", "command",
+        "working_dir", "started_at", "finished_at", "status", "error", "pid", "hostname", "progress",
+        "resumable", "not_resumable_because", "resumes"}),
+    "train_info": frozenset({
+        "num_params_total", "num_params_trainable", "trainable_params_pct", "history", "train_loss_log",
+        "selection", "best_val", "test", "train_time_s", "eval_time_s", "train_samples", "train_tokens",
+        "train_samples_per_s", "train_tokens_per_s", "train_padded_tokens", "steady_state", "pipeline",
+        "utilisation", "memory", "checkpoint_size_mib", "checkpoint_files", "tokenizer_size_mib",
+        "merged_checkpoint_size_mib", "pretraining", "total_train_time_s", "final_generalization_gap",
+        "global_steps", "epochs", "stopped_at_step", "resume_from_step"}),
+}
+
+
+def results_paths(output_dir: str) -> list[str]:
+    """The results.json of every run folder under output_dir, in run-id order (run ids begin with the start time)."""
+    return sorted(glob.glob(os.path.join(output_dir, RUNS_DIR, "*", RESULTS_FILE)))
 
 
 
@@ -123,7 +153,7 @@ def resumable_runs(output_dir: str, method: str | None = None) -> list[tuple[str
     """(run folder, results, status) of runs under output_dir/runs that stopped early and can be resumed,
     newest first."""
     found = []
-    for path in glob.glob(os.path.join(output_dir, "runs", "*", RESULTS_FILE)):
+    for path in results_paths(output_dir):
         try:
             with open(path, encoding="utf-8") as handle:
                 results = json.load(handle)

@@ -74,16 +74,20 @@ from measured_trainer import (
     world_size,
 )
 from methods import ModelTransform
-from run_status import RESUME_STATE_FILE, write_json_atomic
+from run_status import (
+    BACKBONE_DIR,
+    CHECKPOINTS_DIR,
+    LOG_FILE,
+    MERGED_MODEL_DIR,
+    MODEL_DIR,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RESUME_STATE_FILE,
+    RUNS_DIR,
+    write_json_atomic,
+)
 
 SCHEMA_VERSION = 1
-RESULTS_FILE = run_status.RESULTS_FILE
-LOG_FILE = "training_log.txt"
-MODEL_DIR = "model"
-MERGED_MODEL_DIR = "merged_model"
-CHECKPOINTS_DIR = run_status.CHECKPOINTS_DIR
-BACKBONE_DIR = "pretrained_backbone"
-PREDICTIONS_FILE = "test_predictions.json"
 # What inference needs besides the tokenizer: weights and the configs that say how to build the model.
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "merges.txt",
                    "vocab.json", "sentencepiece.bpe.model", "spiece.model", "added_tokens.json", "chat_template.jinja"}
@@ -304,7 +308,7 @@ def create_run_dir(output_dir: str, method: str, dataset: str, model_name: str, 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     model_short = re.sub(r"[^A-Za-z0-9.-]+", "-", os.path.basename(model_name.rstrip("/")))[:40]
     parts = [stamp, method, dataset, model_short] + ([re.sub(r"[^A-Za-z0-9.-]+", "-", run_name)] if run_name else [])
-    base = os.path.join(output_dir, "runs", "_".join(parts))
+    base = os.path.join(output_dir, RUNS_DIR, "_".join(parts))
     os.makedirs(os.path.dirname(base), exist_ok=True)
     for attempt in range(1, 1000):
         path = base if attempt == 1 else f"{base}-{attempt}"

@@ -122,3 +122,10 @@ def test_help_explains_every_option(method):
     own = {field.name for field in dataclasses.fields(METHODS[method].arguments)}
     for option in ("lora_r", "num_virtual_tokens", "adapter_style", "adalora_init_r", "bnb_4bit_quant_type"):
         assert (f"--{option}" in result.stdout) == (option in own), option
+
+
+def test_every_lora_targets_choice_says_which_layers_it_adapts():
+    import train_lora
+    from config import LORA_TARGET_CHOICES
+
+    assert list(train_lora.TARGET_ROLES) == list(LORA_TARGET_CHOICES) == ["query_value", "attention", "all_linear"]

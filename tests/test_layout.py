@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,25 @@ def test_commands_that_read_results_start_without_torch(script):
     done = subprocess.run([sys.executable, "-c", probe, script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def documented_keys() -> dict[str, set[str]]:
+    """The keys the README's "What a run records" table names per section: each row's first cell lists
+    `section.key`, then keys of the same section (`history[]` is the key history)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("| key | meaning |"):].split("\n\n", 1)[0]
+    found: dict[str, set[str]] = {}
+    for row in table.splitlines()[2:]:
+        names = re.findall(r"`([^`]+)`", row.split(" | ")[0])
+        section, _, first = names[0].partition(".")
+        found.setdefault(section, set()).update(name.removesuffix("[]") for name in [first, *names[1:]] if name)
+    return found
+
+
+def test_the_readmes_results_table_documents_exactly_the_keys_in_code():
+    from run_status import RESULTS_KEYS
+
+    documented = documented_keys()
+    assert set(documented) == {"run_info", "train_info", "meta_info"}
+    for section, keys in RESULTS_KEYS.items():
+        assert documented[section] == keys, (section, documented[section] ^ keys)

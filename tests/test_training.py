@@ -9,6 +9,7 @@ import pytest
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
+import run_status
 import runner
 import utils
 from config import DataArguments
@@ -67,6 +68,8 @@ def test_results_schema_field_by_field(trained_runs):
         assert run["command"].startswith(f"train_{method}.py --model_name_or_path")
 
         info = results["train_info"]
+        # Every key is one the schema in code (and so the README's table) knows.
+        assert set(run) <= run_status.RESULTS_KEYS["run_info"] and set(info) <= run_status.RESULTS_KEYS["train_info"]
         epochs, per_epoch = 2, 3  # 160 examples at batch 16 = 10 steps/epoch; 2 evaluations per epoch
         assert info["global_steps"] == 20 and info["epochs"] == pytest.approx(epochs)
         assert [h["step"] for h in info["history"]] == [5, 10, 15, 20]
