@@ -36,7 +36,7 @@ BACKBONE_DIR = "pretrained_backbone"  # after continued pre-training, where the 
 CHECKPOINTS_DIR = "checkpoints"
 RESUME_STATE_FILE = "resume_state.json"  # written last into a checkpoint folder: its presence marks it complete
 
-# The keys results.json (schema version 1) may hold in each section; the README's "What a run records" table
+# The keys results.json (schema version 1) may hold in each section; the table in docs/results_schema.md
 # documents exactly these (a test compares the two). meta_info is documented as a whole.
 RESULTS_KEYS = {
     "run_info": frozenset({

@@ -6,7 +6,7 @@ fine-tuning) and calls run():
     from runner import run
     sys.exit(run("lora", build_lora, sys.argv[1:]))
 
-Each run gets a new folder, results/runs/<run id>/, holding results.json (schema in README.md),
+Each run gets a new folder, results/runs/<run id>/, holding results.json (schema in docs/results_schema.md),
 training_log.txt, and model/ (what inference.py loads). Exit status: 0 completed, 1 failed while
 training, 2 bad input (nothing written), 130 interrupted.
 """

@@ -5,7 +5,7 @@
     python train_full.py --config my_run.yaml --learning_rate 3e-5
     python train_full.py --help                            # every option, with its default
 
-Writes results/runs/<run id>/ (results.json, training_log.txt, model/); see README.md.
+Writes results/runs/<run id>/ (results.json, training_log.txt, model/); see docs/results_schema.md.
 """
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)

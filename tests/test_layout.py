@@ -68,9 +68,9 @@ def test_commands_that_read_results_start_without_torch(script):
 
 
 def documented_keys() -> dict[str, set[str]]:
-    """The keys the README's "What a run records" table names per section: each row's first cell lists
-    `section.key`, then keys of the same section (`history[]` is the key history)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The keys the results schema's table (docs/results_schema.md) names per section: each row's first cell
+    lists `section.key`, then keys of the same section (`history[]` is the key history)."""
+    text = (ROOT / "docs" / "results_schema.md").read_text(encoding="utf-8")
     table = text[text.index("| key | meaning |"):].split("\n\n", 1)[0]
     found: dict[str, set[str]] = {}
     for row in table.splitlines()[2:]:
@@ -80,7 +80,7 @@ def documented_keys() -> dict[str, set[str]]:
     return found
 
 
-def test_the_readmes_results_table_documents_exactly_the_keys_in_code():
+def test_the_results_table_in_the_docs_documents_exactly_the_keys_in_code():
     from run_status import RESULTS_KEYS
 
     documented = documented_keys()
