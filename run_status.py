@@ -60,7 +60,6 @@ def results_paths(output_dir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(output_dir, RUNS_DIR, "*", RESULTS_FILE)))
 
 
-
 def write_text_atomic(path: str, text: str) -> None:
     """Write to a temporary file and rename, so a reader never sees a half-written file."""
     tmp = f"{path}.tmp-{os.getpid()}"
