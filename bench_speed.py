@@ -25,7 +25,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from config import METHODS, ConfigError, check, parse_args
+from config import ConfigError, check, parse_args
+from ftbench.registry import get_method, method_names
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,7 +42,7 @@ SUITE_ARGS = ["--padding", "longest", "--group_by_length", "true", "--precision"
 @dataclass
 class SpeedArguments:
     methods: list[str] = field(default_factory=lambda: ["full", "lora"],
-                               metadata={"help": f"Methods to measure: {', '.join(METHODS)}."})
+                               metadata={"help": f"Methods to measure: {', '.join(method_names())}."})
     model: str = field(default="minilm", metadata={"help": "The training scripts' --model_name_or_path."})
     dataset: str = field(default="sst2", metadata={"help": "The training scripts' --dataset."})
     data_dir: str | None = field(default=None, metadata={"help": "The training scripts' --data_dir, e.g. "
@@ -71,7 +72,8 @@ class SpeedArguments:
 
     def __post_init__(self):
         for method in self.methods:
-            check(method in METHODS, f"unknown method '{method}' in --methods; choose from {', '.join(METHODS)}")
+            check(method in method_names(),
+                  f"unknown method '{method}' in --methods; choose from {', '.join(method_names())}")
         check(bool(self.methods), "--methods needs at least one method, e.g. full lora")
         check(self.recipe_max_length >= 8, f"--recipe_max_length must be at least 8, got {self.recipe_max_length}")
         check(self.steps >= 2, f"--steps must be at least 2 (the first is warm-up), got {self.steps}")
@@ -164,7 +166,7 @@ def train(cell: Measurement, folder: str) -> int:
     from benchmark import die_with_parent
 
     os.makedirs(os.path.join(folder, "logs"), exist_ok=True)
-    command = [sys.executable, os.path.join(ROOT, f"train_{cell.method}.py")] + cell.argv
+    command = [sys.executable, os.path.join(ROOT, get_method(cell.method).script)] + cell.argv
     with open(os.path.join(folder, "logs", f"{cell.run_name}.log"), "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
@@ -178,7 +180,7 @@ def run_all(cells: list[Measurement], folder: str, dry_run: bool) -> tuple[dict,
         parse_args(cell.method, cell.argv)
     if dry_run:
         for cell in cells:
-            print(shlex.join([f"train_{cell.method}.py"] + cell.argv))
+            print(shlex.join([get_method(cell.method).script] + cell.argv))
         return {}, {}
     done = completed_runs(folder)
     failed = {}
@@ -210,7 +212,7 @@ def _last_error(log_path: str) -> str:
 
 
 def summarise(results: dict) -> dict:
-    from run_results import memory_phases
+    from ftbench.run_store import memory_phases
 
     info, run_info = results["train_info"], results["run_info"]
     steady = info.get("steady_state") or {}
@@ -335,7 +337,7 @@ def scaling_chart(report: dict, runs: list[dict], path: str, args: SpeedArgument
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from chart_style import method_colours
+    from ftbench.chart_style import method_colours
 
     entries = report["entries"]
     methods = list(dict.fromkeys(e["label"] for e in entries))
@@ -374,7 +376,7 @@ def scaling_chart(report: dict, runs: list[dict], path: str, args: SpeedArgument
 
 
 def _write(folder: str, stem: str, report: dict, lines: list[str]) -> None:
-    from run_status import write_json_atomic, write_text_atomic
+    from ftbench.run_store import write_json_atomic, write_text_atomic
 
     write_json_atomic(os.path.join(folder, f"{stem}.json"), report)
     write_text_atomic(os.path.join(folder, f"{stem}.md"), "\n".join(lines))

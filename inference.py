@@ -47,22 +47,20 @@ from __future__ import annotations
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
 import argparse
-import datetime as dt
-import importlib
-import inspect
 import io
 import json
 import os
 import sys
-import time
 import unicodedata
 import warnings
 
 import numpy as np
 import torch
 
-import run_status
-from run_status import MERGED_MODEL_DIR, MODEL_DIR, PREDICTIONS_FILE, RESULTS_FILE, RUNS_DIR
+from ftbench import run_store
+from ftbench.errors import ConfigError
+from ftbench.inference_benchmark import BENCHMARK_DEFAULTS, benchmark_table, run_benchmark
+from ftbench.run_store import MERGED_MODEL_DIR, MODEL_DIR, PREDICTIONS_FILE, RESULTS_FILE, RUNS_DIR
 
 EXAMPLES = [
     "a gripping, beautifully acted film",
@@ -106,31 +104,10 @@ def find_run(run: str | None, results_dir: str, method: str | None = None, datas
     return max(candidates)[2]
 
 
-# The model loaders a run can record (run_info.model_loader). A results file is data: the name it gives is
-# looked up here, never imported as it stands, so a results file cannot make inference.py run other code.
-MODEL_LOADERS = {
-    "prefix_distilbert:load_distilbert_for_prefix": ("prefix_distilbert", "load_distilbert_for_prefix"),
-    "train_qlora:load_4bit": ("train_qlora", "load_4bit"),
-}
-
-
-def _loader(spec: str | None):
-    if not spec:
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification.from_pretrained
-    if spec not in MODEL_LOADERS:
-        raise RunError(f"the run names the model loader {spec!r}, which is not one of the suite's "
-                       f"({', '.join(sorted(MODEL_LOADERS))}); refusing to import it. Was results.json edited, "
-                       f"or written by another version of the suite?")
-    module, name = MODEL_LOADERS[spec]
-    return getattr(importlib.import_module(module), name)
-
-
 def _base_path(info: dict) -> str:
     """Where the weights the method started from are: the continued pre-training's result, or the
     pretrained model (an alias like 'minilm' resolved as when training)."""
-    from runner import resolve_model_path
+    from ftbench.model_names import resolve_model_path
 
     base = info.get("base_model_path")
     if base and base != info.get("model_resolved_path"):
@@ -176,8 +153,8 @@ def load_run(run_dir: str, device: torch.device, merged: bool = False, trust_rem
     if info.get("status") != "completed" and os.path.isdir(model_dir):
         # Killed while finishing: the model was saved, results.json not yet marked completed. Not a result.
         raise RunError(f"run '{info['run_id']}' did not complete (status "
-                       f"{run_status.effective_status(run_dir, info)}), so its saved files are no result; resume it "
-                       f"(python train_{info.get('method')}.py --resume {run_dir}) or pick another run with --run")
+                       f"{run_store.effective_status(run_dir, info)}), so its saved files are no result; resume it "
+                       f"({run_store.resume_hint(run_dir, info)}) or pick another run with --run")
     if not os.path.isdir(model_dir):
         if merged:
             raise RunError(f"run '{info['run_id']}' has no merged model; train a LoRA-family method with "
@@ -193,12 +170,15 @@ def load_run(run_dir: str, device: torch.device, merged: bool = False, trust_rem
     labels = info["label_names"]
     label_kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                         label2id={name: i for i, name in enumerate(labels)}, trust_remote_code=remote_code)
-    loader = _loader(info.get("model_loader"))
-    parameters = inspect.signature(loader).parameters
-    if "method_options" in parameters:  # e.g. QLoRA's 4-bit settings
-        label_kwargs["method_options"] = info["config"]["method_options"]
-    if "device" in parameters:
-        label_kwargs["device"] = device
+    from ftbench.model_loading import base_loader
+
+    # The base model loads as the method loads it for training (ftbench/methods/), whatever results.json says.
+    try:
+        loader = base_loader(info["method"], info.get("model_type", ""))
+    except ConfigError:
+        raise RunError(f"run '{info['run_id']}' was trained with method '{info['method']}', which this version "
+                       f"of the suite does not have") from None
+    label_kwargs.update(method_options=info["config"]["method_options"], device=device)
     is_adapter = os.path.isfile(os.path.join(model_dir, "adapter_config.json"))
     is_partial = os.path.isfile(os.path.join(model_dir, "method.json"))
     if is_adapter or is_partial:
@@ -214,13 +194,13 @@ def load_run(run_dir: str, device: torch.device, merged: bool = False, trust_rem
             # The adapter file carries the trained head (modules_to_save); without it the head would stay random.
             model = PeftModel.from_pretrained(base, model_dir)
         else:
-            from saved_transforms import load_trained
+            from ftbench.transforms import load_trained
 
             # The trained tensors (head included) onto the rebuilt method; a missing one is an error, not random.
             model = load_trained(base, model_dir, info["head_modules"])
     else:
         # The whole model (full fine-tuning, merged_model/): from model.safetensors, never a pickled file.
-        model = loader(model_dir, use_safetensors=True, trust_remote_code=remote_code)
+        model = loader(model_dir, use_safetensors=True, **label_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=remote_code)
     return model.to(device).eval(), tokenizer, results
 
@@ -313,97 +293,6 @@ def verify(model, tokenizer, results: dict, run_dir: str) -> tuple[bool, str]:
 
 
 BENCHMARK_FILE = "inference_benchmark.json"
-BENCHMARK_DEFAULTS = {"benchmark_batch_size": 64, "benchmark_warmup": 10, "benchmark_iterations": 100,
-                      "benchmark_batches": 20}
-
-
-def benchmark_inputs(tokenizer, texts: list[str], max_length: int, batch_size: int, device: torch.device):
-    """Tokenised inputs, on the device before any clock runs: one batch-of-1 input per sentence (no padding),
-    one batch of batch_size sentences (the sentences repeated in order, padded to the longest), and one batch
-    of the distinct sentences (for comparing variants' logits); with what they hold."""
-    singles = [tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt").to(device)
-               for text in texts]
-    lengths = [int(single["input_ids"].shape[1]) for single in singles]
-    batch_texts = [texts[i % len(texts)] for i in range(batch_size)]
-    batch = tokenizer(batch_texts, truncation=True, max_length=max_length, padding=True,
-                      return_tensors="pt").to(device)
-    distinct = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
-    batch_lengths = [lengths[i % len(texts)] for i in range(batch_size)]
-    described = {
-        "num_sentences": len(texts),
-        "sentences": texts,
-        "token_lengths": lengths,  # with special tokens, truncated at max_seq_length; batch 1 has no padding
-        "max_seq_length": max_length,
-        "batch": {"batch_size": batch_size, "padded_length": int(batch["input_ids"].shape[1]),
-                  "real_tokens": sum(batch_lengths),
-                  "composition": "the sentences repeated in order to fill the batch, padded to the longest"},
-    }
-    return singles, batch, distinct, described
-
-
-@torch.inference_mode()
-def _forward_ms(model, inputs, device: torch.device) -> float:
-    from logger_callback import synchronize  # imported here like the other training-side modules; before the clock
-
-    synchronize(device)
-    start = time.perf_counter()
-    model(**inputs)
-    synchronize(device)
-    return (time.perf_counter() - start) * 1000.0
-
-
-def measure(models: dict, singles: list, batch, device: torch.device, warmup: int, iterations: int,
-            batches: int) -> dict:
-    """{variant: figures}: latency of batch-1 calls (cycling through the sentences) and throughput of whole
-    batches, each after its own warm-up calls. With several variants the timed calls are interleaved, call by
-    call and alternating which variant goes first, so that a drift in the machine's speed (other processes,
-    clock changes) falls on all of them alike. Only the forward pass is timed."""
-    for model in models.values():
-        model.eval()
-
-    def rounds(count: int, inputs_for) -> dict:
-        times = {name: [] for name in models}
-        names = list(models)
-        for i in range(count):
-            for name in (names if i % 2 == 0 else names[::-1]):
-                times[name].append(_forward_ms(models[name], inputs_for(i), device))
-        return times
-
-    rounds(warmup, lambda i: singles[i % len(singles)])
-    latency = rounds(iterations, lambda i: singles[i % len(singles)])
-    rounds(warmup, lambda i: batch)
-    batch_times = rounds(batches, lambda i: batch)
-    batch_size = int(batch["input_ids"].shape[0])
-    real_tokens = int(batch["attention_mask"].sum())
-    figures = {}
-    for name in models:
-        calls, batch_ms = latency[name], batch_times[name]
-        total_s = sum(batch_ms) / 1000.0
-        figures[name] = {
-            "latency": {
-                "batch_size": 1,
-                "latency_ms_median": float(np.median(calls)),
-                "latency_ms_p90": float(np.percentile(calls, 90)),
-                "latency_ms_mean": float(np.mean(calls)),
-                "latency_ms_min": float(np.min(calls)),
-                "num_timed_iterations": iterations,
-                "num_warmup_iterations": warmup,
-            },
-            "throughput": {
-                "batch_size": batch_size,
-                "throughput_samples_per_s": batch_size * batches / total_s,
-                "throughput_tokens_per_s": real_tokens * batches / total_s,  # real (non-padding) tokens
-                "batch_ms_median": float(np.median(batch_ms)),
-                "num_timed_iterations": batches,
-                "num_warmup_iterations": warmup,
-            },
-        }
-    return figures
-
-
-@torch.inference_mode()
-def _logits(model, inputs) -> torch.Tensor:
-    return model(**inputs).logits.float().cpu()
 
 
 def merge_plan(model, info: dict, merged: bool) -> tuple[bool, str | None]:
@@ -412,17 +301,19 @@ def merge_plan(model, info: dict, merged: bool) -> tuple[bool, str | None]:
         return False, "loaded from merged_model/ (--merged): the LoRA update is already in the weights"
     from peft import PeftModel
 
+    from ftbench.registry import all_methods
+
+    method = all_methods().get(info["method"])
+    if method is not None and method.merge_refusal:
+        return False, method.merge_refusal
     if not isinstance(model, PeftModel):
-        if info["method"] == "bottleneck_adapter":
-            return False, ("bottleneck adapters have a nonlinearity between their down- and up-projection, so they "
-                           "cannot be folded into the weights")
         return False, (f"{info['method']} keeps no separate adapter: what it trained is part of the model's own "
                        f"weights, nothing to merge")
     config = model.peft_config[model.active_adapter]
     if config.is_prompt_learning:
         return False, (f"{config.peft_type.value} adds virtual tokens to the input or to every layer's attention, "
                        f"not a change of weights; there is nothing to merge")
-    if info["method"] == "qlora" or getattr(model.get_base_model(), "is_loaded_in_4bit", False):
+    if getattr(model.get_base_model(), "is_loaded_in_4bit", False):
         return False, ("the base weights are 4-bit: merging would round the LoRA update away "
                        "(train_qlora.py refuses --export_merged for the same reason)")
     if not callable(getattr(model, "merge_and_unload", None)):
@@ -430,120 +321,18 @@ def merge_plan(model, info: dict, merged: bool) -> tuple[bool, str | None]:
     return True, None
 
 
-VARIANT_NOTES = {"unmerged": "the peft model as loaded: adapter layers run beside the frozen weights",
-                 "merged": "a fresh copy after merge_and_unload(): a plain model with the update in its weights",
-                 "merged_model": "merged_model/ as saved by --export_merged",
-                 "as_loaded": "the model as inference.py loads it"}
-
-
-def run_benchmark(args, run_dir: str, model, tokenizer, results: dict, texts: list[str],
-                  device: torch.device) -> dict:
-    """Measure the model as loaded (and, for LoRA-family runs, a merged copy); nothing is written here."""
-    import peft
-    import transformers
-
-    from runner import cpu_name
-
-    info = results["run_info"]
-    max_length = info["config"]["data"]["max_seq_length"]
-    singles, batch, distinct, inputs = benchmark_inputs(tokenizer, texts, max_length, args.benchmark_batch_size,
-                                                        device)
-    can_merge, why_not = merge_plan(model, info, args.merged)
-    options = (args.benchmark_warmup, args.benchmark_iterations, args.benchmark_batches)
-    first = "unmerged" if can_merge else ("merged" if args.merged else "as_loaded")
-    models = {first: model}
-    if can_merge:
-        # merge_and_unload changes the model in place: merge a second copy
-        fresh = load_run(run_dir, device, trust_remote_code=args.trust_remote_code)[0]
-        try:
-            models["merged"] = fresh.merge_and_unload().to(device).eval()
-        except (AttributeError, NotImplementedError, ValueError, TypeError, RuntimeError) as error:
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            can_merge, why_not = False, f"merge_and_unload failed: {message}"
-            models = {"as_loaded": model}
-    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    figures = measure(models, singles, batch, device, *options)
-    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
-    variants = {name: {"note": VARIANT_NOTES["merged_model" if args.merged else name], **figures[name]}
-                for name in models}
-    comparison = None
-    if can_merge:
-        reference, other = _logits(models["unmerged"], distinct), _logits(models["merged"], distinct)
-        latency_ratio = (variants["unmerged"]["latency"]["latency_ms_median"]
-                         / variants["merged"]["latency"]["latency_ms_median"])
-        throughput_ratio = (variants["merged"]["throughput"]["throughput_samples_per_s"]
-                            / variants["unmerged"]["throughput"]["throughput_samples_per_s"])
-        comparison = {
-            "max_abs_logit_diff": float((reference - other).abs().max()),
-            "predictions_agree": bool((reference.argmax(-1) == other.argmax(-1)).all()),
-            "latency_speedup_merged_over_unmerged": latency_ratio,  # unmerged median ms / merged median ms
-            "throughput_speedup_merged_over_unmerged": throughput_ratio,  # merged sentences/s / unmerged
-            "unmerged_latency_slower_pct": 100.0 * (latency_ratio - 1),
-            "unmerged_throughput_lower_pct": 100.0 * (1 - 1 / throughput_ratio),
-        }
-    return {
-        "schema_version": 1,
-        "run_id": info["run_id"],
-        "method": info["method"],
-        "method_label": info.get("method_label", info["method"]),
-        "model_name_or_path": info["model_name_or_path"],
-        "loaded_from": "merged_model" if args.merged else "model",
-        "timestamp": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(["inference.py"] + list(args.argv)),
-        "device": str(device),
-        "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        # 1/5/15-minute load averages when timing began and ended: well above this process's threads means the
-        # machine was shared with other work, and the figures with it
-        "load_average": [round(x, 2) for x in load_before] if load_before else None,
-        "load_average_after": [round(x, 2) for x in load_after] if load_after else None,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
-        "timed": "the model's forward pass under torch.inference_mode() in eval mode; inputs tokenised and on the "
-                 "device beforehand; time.perf_counter, CUDA synchronised before each clock read; variants "
-                 "interleaved call by call",
-        "units": {"latency_ms_*": "milliseconds per call of batch size 1",
-                  "throughput_samples_per_s": "sentences per second",
-                  "throughput_tokens_per_s": "real (non-padding) tokens per second",
-                  "batch_ms_median": "milliseconds per batch"},
-        "options": {"warmup_iterations": args.benchmark_warmup, "latency_iterations": args.benchmark_iterations,
-                    "throughput_iterations": args.benchmark_batches, "batch_size": args.benchmark_batch_size},
-        "inputs": inputs,
-        "merge": {"measured": can_merge, "why_not": why_not},
-        "variants": variants,
-        "comparison": comparison,
-    }
-
-
-def benchmark_table(record: dict) -> str:
-    batch = record["options"]["batch_size"]
-    lengths = record["inputs"]["token_lengths"]
-    loads = [record[key][0] for key in ("load_average", "load_average_after") if record.get(key)]
-    load = " -> ".join(f"{x:.2f}" for x in loads) or "?"
-    lines = [f"inference benchmark on {record['device']}"
-             f"{' (' + record['gpu_name'] + ')' if record['gpu_name'] else ''}, cpu {record['cpu']}, "
-             f"{record['torch_threads']} torch threads, load average {load}; "
-             f"{len(lengths)} sentences of {min(lengths)}-{max(lengths)} "
-             f"tokens, batch {batch} padded to {record['inputs']['batch']['padded_length']}",
-             f"{'variant':<10} {'latency b=1 median ms':>22} {'p90 ms':>8} {f'throughput b={batch} sent/s':>26}"]
-    for name, variant in record["variants"].items():
-        latency, throughput = variant["latency"], variant["throughput"]
-        lines.append(f"{name:<10} {latency['latency_ms_median']:>22.2f} {latency['latency_ms_p90']:>8.2f} "
-                     f"{throughput['throughput_samples_per_s']:>26.1f}")
-    comparison = record["comparison"]
-    if comparison:
-        lines.append(f"merged over unmerged: latency {comparison['latency_speedup_merged_over_unmerged']:.2f}x, "
-                     f"throughput {comparison['throughput_speedup_merged_over_unmerged']:.2f}x; "
-                     f"max |logit difference| {comparison['max_abs_logit_diff']:.2e}, predictions "
-                     f"{'agree' if comparison['predictions_agree'] else 'DIFFER'}")
-    elif record["merge"]["why_not"]:
-        lines.append(f"no merged variant: {record['merge']['why_not']}")
-    if loads and record["cpu_count"] and max(loads) > record["cpu_count"]:
-        lines.append(f"warning: load average {load} on {record['cpu_count']} CPUs while timing: other work was "
-                     f"running, so these figures are not those of a quiet machine")
-    return "\n".join(lines)
+def benchmark_command(args, run_dir: str, model, tokenizer, results: dict, texts: list[str],
+                      device: torch.device) -> int:
+    """--benchmark: time the model (ftbench.inference_benchmark), write the record to the run folder whole or
+    not at all (a failed benchmark leaves no file), and print it."""
+    plan = merge_plan(model, results["run_info"], args.merged)
+    record = run_benchmark(args, model, tokenizer, results, texts, device, plan,
+                           lambda: load_run(run_dir, device, trust_remote_code=args.trust_remote_code)[0])
+    path = os.path.join(run_dir, BENCHMARK_FILE)
+    run_store.write_json_atomic(path, record)
+    print(json.dumps(record, indent=2) if args.json else benchmark_table(record))
+    print(f"written to {path}", file=sys.stderr)
+    return 0
 
 
 def _lines(handle) -> list[str]:
@@ -631,14 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in BENCHMARK_DEFAULTS:
             if getattr(args, name) < 1:
                 raise RunError(f"--{name} must be at least 1, got {getattr(args, name)}")
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise RunError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-        device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+        from ftbench.model_loading import choose_device
+
+        device = choose_device(args.device)
         texts = read_texts(args)
         run_dir = find_run(args.run, args.results_dir, args.method, args.dataset)
         model, tokenizer, results = load_run(run_dir, device, merged=args.merged,
                                              trust_remote_code=args.trust_remote_code)
-    except (RunError, ValueError) as error:
+    except (RunError, ValueError) as error:  # ConfigError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 2
     info = results["run_info"]
@@ -664,13 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = texts or EXAMPLES
     if args.benchmark:
         texts = [clean_text(text)[0] for text in texts]
-        record = run_benchmark(args, run_dir, model, tokenizer, results, texts, device)
-
-        path = os.path.join(run_dir, BENCHMARK_FILE)
-        run_status.write_json_atomic(path, record)  # whole or not at all: a failed benchmark leaves no file
-        print(json.dumps(record, indent=2) if args.json else benchmark_table(record))
-        print(f"written to {path}", file=sys.stderr)
-        return 0
+        return benchmark_command(args, run_dir, model, tokenizer, results, texts, device)
     max_length = info["config"]["data"]["max_seq_length"]
     probabilities = predict(model, tokenizer, texts, max_length, args.batch_size)
     described = describe_texts(tokenizer, texts, max_length)

@@ -1,7 +1,7 @@
 """What a run measures while it trains: losses, evaluations, time and memory.
 
 The callback observes the Trainer and records; it takes no training decisions. The runner
-(runner.py) attaches it to every method's training, so every method is measured the same way:
+(ftbench/runner.py) attaches it to every method's training, so every method is measured the same way:
 
     recorder = RunRecorder(log_path="results/runs/<run>/training_log.txt")
     trainer = BenchmarkTrainer(..., callbacks=[recorder])

@@ -5,6 +5,7 @@
     python plot_results.py --all_runs                         # every completed run, not only the newest
     python plot_results.py --runs 20261123-193109_lora_tweets_minilm results/runs/<other run>
     python plot_results.py --report                           # statistics over seeds -> results/report.md
+    python plot_results.py --markdown --results_dir /tmp/r1   # only the table, printed (for docs/; see below)
 
 Writes to --output_dir (default <results_dir>/plots): learning_curves.png, train_time.png,
 peak_memory.png, trainable_params.png, accuracy_vs_params.png and summary.md.
@@ -23,6 +24,10 @@ total, stacked as MLM + fine-tuning, and its peak memory the larger of the two p
 A results.json that is not valid JSON (or not a benchmark results file) is skipped with a warning and
 counted in the note, so one broken run does not hide the others; naming it with --runs is an error.
 
+--markdown prints the summary table alone to stdout, after a line naming the date, the command and the machine
+the runs were measured on, and writes nothing: the docs' generated blocks are this output
+(python -m ftbench.docs_tables regenerates them).
+
 Errors (missing results dir, nothing matching the filters, unknown or unusable run in --runs) print
 one line and exit with status 2, and nothing is written.
 """
@@ -34,12 +39,13 @@ import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 import argparse
 import math
 import os
+import shlex
 import sys
 from collections import Counter
 
-import run_status
-from chart_style import LINE_STYLES, method_colours, method_markers, plt
-from run_results import (
+from ftbench import run_store
+from ftbench.docs_tables import generated_line
+from ftbench.run_store import (
     ResultsError,
     explicit_runs,
     hardware,
@@ -59,8 +65,21 @@ PLOT_FILES = ("learning_curves.png", "train_time.png", "peak_memory.png", "train
 SUMMARY_FILE = "summary.md"
 
 
+CHART_NAMES = ("LINE_STYLES", "method_colours", "method_markers", "plt")
+
+
 class PlotError(ResultsError):
     """A user-facing problem with what to plot: main prints it on one line and exits with status 2."""
+
+
+def __getattr__(name: str):
+    """plot_results.plt and the chart helpers, imported on first use: matplotlib takes half a second to import,
+    and --help, --markdown and --report need none of it."""
+    if name in CHART_NAMES:
+        from ftbench import chart_style
+
+        return getattr(chart_style, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -87,6 +106,8 @@ def run_labels(runs: list[dict]) -> list[str]:
 def learning_curves(runs, labels, colours):
     """Training loss, validation loss and validation accuracy against epochs (of the fine-tuning phase), one line
     per run in its method label's colour and marker; the legend sits below the panels, outside them."""
+    from ftbench.chart_style import LINE_STYLES, method_markers, plt
+
     markers = method_markers(runs)
     longest = max(len(label) for label in labels)
     columns = min(len(labels), 3 if longest <= 28 else 2 if longest <= 45 else 1)
@@ -124,6 +145,8 @@ def learning_curves(runs, labels, colours):
 
 def bar_chart(runs, labels, colours, values, title, xlabel, value_text, log=False):
     """Horizontal bars, one per run (labels stay readable however long), each annotated with its value."""
+    from ftbench.chart_style import plt
+
     width = 7 + 0.08 * max(len(label) for label in labels)  # room for long run labels on the left
     figure, axis = plt.subplots(figsize=(width, 1.4 + 0.55 * len(runs)))
     positions = range(len(runs))
@@ -239,6 +262,8 @@ ANNOTATED_POINTS = 6  # up to this many runs, the accuracy chart names each poin
 def accuracy_chart(runs, labels, colours):
     """One point per run in its method's colour and marker. A few points are labelled beside them (no legend
     needed); more are numbered, with a legend of the numbers outside the axes, so that labels do not overlap."""
+    from ftbench.chart_style import method_markers, plt
+
     numbered = len(runs) > ANNOTATED_POINTS
     longest = max(len(label) for label in labels)
     figure, axis = plt.subplots(figsize=(6 + 0.06 * longest + (0.07 * longest + 0.6 if numbered else 0), 5.5))
@@ -337,9 +362,14 @@ def parse_args(argv):
     parser.add_argument("--report", action="store_true",
                         help="Instead: the statistics report over seeds (report.py) of the completed runs in "
                              "--results_dir, written to <results_dir>/report.md.")
+    parser.add_argument("--markdown", action="store_true",
+                        help="Print the summary table (after a line naming the date, this command and the runs' "
+                             "machine) and write nothing: what a generated table in docs/ holds.")
     args = parser.parse_args(argv)
     if args.report and (args.runs or args.dataset or args.model or args.method or args.all_runs):
         parser.error("--report uses every completed run in --results_dir; drop the selection options")
+    if args.markdown and (args.report or args.output_dir):
+        parser.error("--markdown prints the table and writes nothing; drop --report and --output_dir")
     if args.runs and (args.dataset or args.model or args.method or args.all_runs):
         parser.error("--runs names runs explicitly; drop --dataset, --model, --method and --all_runs")
     return args
@@ -366,12 +396,12 @@ def skip_notes(runs, selected, unreadable, args) -> list[str]:
         return ["runs chosen with --runs; none skipped"]
     candidates = [r for r in runs if matches(r, args.dataset, args.model, args.method)]
     # A results.json that says "running" while no process holds its folder belongs to a run that died.
-    statuses = [(r, run_status.effective_status(r["_dir"], r["run_info"])) for r in candidates
+    statuses = [(r, run_store.effective_status(r["_dir"], r["run_info"])) for r in candidates
                 if r["run_info"].get("status") != "completed"]
     incomplete = Counter(status for _, status in statuses)
     reasons = [f"{n} {status}" for status, n in sorted(incomplete.items())]
     reasons += [f"{r['run_info'].get('run_id')} stopped early, resume: "
-                f"{run_status.resume_hint(r['_dir'], r['run_info'])}"
+                f"{run_store.resume_hint(r['_dir'], r['run_info'])}"
                 for r, status in statuses if status in ("interrupted", "unfinished")
                 and r["run_info"].get("resumable") is not False]
     reasons += [f"unreadable: {message}" for message in unreadable]
@@ -384,7 +414,25 @@ def skip_notes(runs, selected, unreadable, args) -> list[str]:
     return notes
 
 
+def chosen_runs(args, unreadable: list[str]) -> tuple[list[dict], list[dict]]:
+    """(every run read, the runs to show); PlotError where none matches the filters."""
+    if args.runs:
+        runs = explicit_runs(args.runs, args.results_dir)
+        return runs, runs
+    runs = load_runs(args.results_dir, unreadable)
+    selected = select_runs(runs, args.dataset, args.model, args.method, args.all_runs)
+    if not selected:
+        found = sorted({f"{label_of(r)}/{r['run_info'].get('dataset')}/{model_short(r)}"
+                        for r in runs if r["run_info"].get("status") == "completed"})
+        where = os.path.join(args.results_dir, run_store.RUNS_DIR)
+        raise PlotError(f"no completed runs in {where} match {describe_filters(args)} (completed there, as "
+                        f"method label/dataset/model: {', '.join(found) or 'none'}; {len(runs)} run(s) in all"
+                        + (f", {len(unreadable)} unreadable results.json" if unreadable else "") + ")")
+    return runs, selected
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
@@ -403,19 +451,20 @@ def main(argv=None) -> int:
     output_dir = args.output_dir or os.path.join(args.results_dir, "plots")
     unreadable: list[str] = []
     try:
-        if args.runs:
-            runs = selected = explicit_runs(args.runs, args.results_dir)
-        else:
-            runs = load_runs(args.results_dir, unreadable)
-            selected = select_runs(runs, args.dataset, args.model, args.method, args.all_runs)
-            if not selected:
-                found = sorted({f"{label_of(r)}/{r['run_info'].get('dataset')}/{model_short(r)}"
-                                for r in runs if r["run_info"].get("status") == "completed"})
-                where = os.path.join(args.results_dir, run_status.RUNS_DIR)
-                raise PlotError(f"no completed runs in {where} match {describe_filters(args)} (completed there, as "
-                                f"method label/dataset/model: {', '.join(found) or 'none'}; {len(runs)} run(s) in all"
-                                + (f", {len(unreadable)} unreadable results.json" if unreadable else "") + ")")
+        runs, selected = chosen_runs(args, unreadable)
         notes = skip_notes(runs, selected, unreadable, args)
+    except ResultsError as error:  # PlotError included
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.markdown:  # stdout is the table alone; the notes go to stderr
+        print(generated_line(shlex.join(["python", "plot_results.py", *argv]), selected) + "\n\n"
+              + summary_table(selected), end="")
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        return 0
+    from ftbench.chart_style import method_colours, plt
+
+    try:
         # Everything is drawn in memory first, so that a failure leaves no partial output behind.
         labels, colours = run_labels(selected), method_colours(selected)
         figures = dict(zip(PLOT_FILES, (learning_curves(selected, labels, colours),

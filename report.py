@@ -3,6 +3,7 @@
     python report.py --results_dir results/benchmarks/quick   # a benchmark.py sweep (benchmark.py runs this)
     python plot_results.py --report                           # every completed run in results/ -> results/report.md
     python report.py --results_dir results --reference lora --n_resamples 20000
+    python report.py --markdown --results_dir results/benchmarks/quick   # only the tables, printed (for docs/)
 
 Runs are grouped by data set, model and method label; each group's figures are the mean ± sample standard
 deviation over its runs (one per seed), with n and a 95% Student-t confidence interval of the mean. Every
@@ -11,6 +12,10 @@ examples: a paired bootstrap over seeds and examples (difference, 95% interval, 
 test per seed. Charts: accuracy against trainable parameters, peak memory and training time (the Pareto
 front drawn), and learning curves with ±1 std bands, generalisation gap included. A table at the end names
 every run behind the numbers.
+
+--markdown prints the tables alone to stdout (no charts, no run list), after a line naming the date, the command
+and the machine the runs were measured on, and writes nothing: the docs' generated blocks are this output
+(python -m ftbench.docs_tables regenerates them).
 """
 
 from __future__ import annotations
@@ -21,15 +26,30 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
+from ftbench.docs_tables import generated_line
+from ftbench.run_store import (
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    ResultsError,
+    label_of,
+    load_runs,
+    model_short,
+    peak_memory,
+    started,
+    train_time,
+)
 
-import stats
-from chart_style import method_colours, plt
-from run_results import ResultsError, label_of, load_runs, model_short, peak_memory, started, train_time
-from run_status import PREDICTIONS_FILE, RESULTS_FILE
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy, scipy (ftbench.stats) and matplotlib (ftbench.chart_style) are imported where they are used, so that
+# --help answers at once: together they take about a second to import.
 
 REPORT_FILE = "report.md"
 CONFIDENCE = 0.95
@@ -90,6 +110,8 @@ METRICS = {  # name: (column heading, value of one run)
 
 
 def group_summary(runs: list[dict]) -> dict:
+    from ftbench import stats
+
     summary = {name: stats.summarize([value(r) for r in runs], CONFIDENCE) for name, (_, value) in METRICS.items()}
     first = runs[0]["train_info"]
     summary["num_params_trainable"] = first.get("num_params_trainable")
@@ -101,6 +123,8 @@ def group_summary(runs: list[dict]) -> dict:
 
 def correctness(run: dict) -> tuple[np.ndarray, list]:
     """Per test example: 1 where the run's prediction was right; and the labels, to check pairing."""
+    import numpy as np
+
     path = os.path.join(run["_dir"], PREDICTIONS_FILE)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -114,6 +138,10 @@ def correctness(run: dict) -> tuple[np.ndarray, list]:
 
 def compare(runs: list[dict], reference: list[dict], n_resamples: int, seed: int = 0) -> dict:
     """`runs` against `reference` on the seeds both have: paired bootstrap and McNemar per seed."""
+    import numpy as np
+
+    from ftbench import stats
+
     ours = {r["run_info"].get("seed"): r for r in runs}
     theirs = {r["run_info"].get("seed"): r for r in reference}
     seeds = sorted(set(ours) & set(theirs), key=lambda s: (s is None, s))
@@ -138,7 +166,7 @@ def compare(runs: list[dict], reference: list[dict], n_resamples: int, seed: int
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The points no other point beats on both counts (lower cost, higher accuracy), by cost."""
-    front, best = [], -np.inf
+    front, best = [], float("-inf")
     for cost, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
         if accuracy > best:
             front.append((cost, accuracy))
@@ -147,6 +175,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 
 def pareto_chart(summaries: dict, colours: dict, title: str, memory_kind: str):
+    from ftbench.chart_style import plt
+
     panels = (("num_params_trainable", "trainable parameters (log scale)", True),
               ("peak_memory_mib", f"peak memory (MiB, {memory_kind})", False),
               ("train_time_s", "train time (s)", False))
@@ -179,6 +209,11 @@ def pareto_chart(summaries: dict, colours: dict, title: str, memory_kind: str):
 
 
 def curves_chart(groups: dict, colours: dict, title: str):
+    import numpy as np
+
+    from ftbench import stats
+    from ftbench.chart_style import plt
+
     panels = (("train_loss", "training loss"), ("val_loss", "validation loss"),
               ("val_accuracy", "validation accuracy"), ("generalization_gap", "generalisation gap (val − train loss)"))
     figure, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True, layout="constrained")
@@ -234,16 +269,29 @@ def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts)).strip("-")
 
 
-def section(dataset: str, model: str, groups: dict, reference: str | None, n_resamples: int, out_dir: str,
-            charts: dict) -> list[str]:
-    summaries = {label: group_summary(runs) for label, runs in groups.items()}
+def heading(level: int, text: str) -> str:
+    return f"{'#' * level} {text}"
+
+
+def bold_heading(level: int, text: str) -> str:
+    """A heading that does not cut into the outline of the page a generated table sits in."""
+    return f"**{text}**"
+
+
+def memory_kind_of(groups: dict) -> str:
     memory_kinds = {peak_memory(r)[1] for runs in groups.values() for r in runs}
-    memory_kind = "GPU allocated" if memory_kinds == {"cuda"} else "CPU RSS" if memory_kinds == {"cpu"} else \
+    return "GPU allocated" if memory_kinds == {"cuda"} else "CPU RSS" if memory_kinds == {"cpu"} else \
         "GPU allocated on CUDA, RSS on CPU"
-    lines = [f"## {dataset} · {model}", ""]
+
+
+def section_tables(groups: dict, summaries: dict, reference: str | None, n_resamples: int,
+                   heading_of: Callable[[int, str], str]) -> list[str]:
+    """One data set and model's tables: the figures over seeds, then the comparison with the reference; headings
+    are made by heading_of(level, text)."""
+    memory_kind = memory_kind_of(groups)
     header = ["Method", "n", "Trainable params (% of total)", f"Peak memory (MiB, {memory_kind})", "Train time (s)",
               "Samples/s", "Test accuracy (95% CI)", "Test macro-F1", "Test loss", "Checkpoint (MiB)"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for label, summary in summaries.items():
         params = summary["num_params_trainable"]
         lines.append("| " + " | ".join([
@@ -260,7 +308,7 @@ def section(dataset: str, model: str, groups: dict, reference: str | None, n_res
     if reference and reference not in groups:
         lines += [f"No `{reference}` runs here to compare with.", ""]
     if reference_label and len(groups) > 1:
-        lines += [f"### Against {reference_label}", "",
+        lines += [heading_of(3, f"Against {reference_label}"), "",
                   "| Method | Seeds paired | Accuracy difference (95% CI) | Bootstrap p | McNemar p per seed "
                   "(discordant: this right / reference right) |", "|---|---|---|---|---|"]
         for label, runs in groups.items():
@@ -281,10 +329,19 @@ def section(dataset: str, model: str, groups: dict, reference: str | None, n_res
                   "test examples; its p-value is two-sided. McNemar's exact test compares one seed's two runs "
                   "example by example. A difference whose interval contains 0 is not shown to exist by these runs.",
                   ""]
+    return lines
 
+
+def section(dataset: str, model: str, groups: dict, reference: str | None, n_resamples: int, out_dir: str,
+            charts: dict) -> list[str]:
+    from ftbench.chart_style import method_colours
+
+    summaries = {label: group_summary(runs) for label, runs in groups.items()}
+    lines = [heading(2, f"{dataset} · {model}"), ""]
+    lines += section_tables(groups, summaries, reference, n_resamples, heading)
     title = f"{dataset}, {model}"
     colours = method_colours([run for runs in groups.values() for run in runs])
-    for kind, figure in (("pareto", pareto_chart(summaries, colours, title, memory_kind)),
+    for kind, figure in (("pareto", pareto_chart(summaries, colours, title, memory_kind_of(groups))),
                          ("curves", curves_chart(groups, colours, title))):
         name = f"{kind}_{_slug(dataset, model)}.png"
         charts[os.path.join(out_dir, name)] = figure
@@ -297,7 +354,7 @@ def environment_line(runs: list[dict]) -> str:
     for run in runs:
         meta = run.get("meta_info") or {}
         device = meta.get("device_name") or meta.get("device", "?")
-        cpu = meta.get("cpu")  # runner.environment_info's key
+        cpu = meta.get("cpu")  # ftbench.provenance.environment_info's key
         seen[f"{meta.get('device', '?')} ({device}{'' if not cpu or cpu == device else ', ' + cpu}), "
              f"torch {meta.get('torch', '?')}, transformers {meta.get('transformers', '?')}, "
              f"peft {meta.get('peft', '?')}, Python {meta.get('python', '?')}"] += 1
@@ -319,10 +376,8 @@ def sources(groups_by_section: dict, out_dir: str) -> list[str]:
     return lines + [""]
 
 
-def write_report(results_dir: str, output_dir: str | None = None, reference: str | None = None,
-                 n_resamples: int = 10000, command: str | None = None) -> str:
-    """Build report.md and its charts from the completed runs under results_dir/runs; returns its path."""
-    output_dir = output_dir or results_dir
+def completed_sections(results_dir: str) -> tuple[list[dict], dict, list[str]]:
+    """(the completed runs under results_dir/runs, {(dataset, model): {method label: runs}}, notes on grouping)."""
     try:
         runs = [r for r in load_runs(results_dir) if r["run_info"].get("status") == "completed"]
     except ResultsError as error:
@@ -334,11 +389,21 @@ def write_report(results_dir: str, output_dir: str | None = None, reference: str
     by_section: dict[tuple, dict] = {}
     for (dataset, model, label), members in sorted(grouped.items()):
         by_section.setdefault((dataset, model), {})[label] = members
+    return runs, by_section, notes
+
+
+def write_report(results_dir: str, output_dir: str | None = None, reference: str | None = None,
+                 n_resamples: int = 10000, command: str | None = None) -> str:
+    """Build report.md and its charts from the completed runs under results_dir/runs; returns its path."""
+    output_dir = output_dir or results_dir
+    runs, by_section, notes = completed_sections(results_dir)
     command = command or f"python report.py --results_dir {results_dir}"
     lines = ["# Fine-tuning methods: comparison over seeds", "",
              f"{len(runs)} completed run(s) from `{os.path.join(results_dir, 'runs')}`. Regenerate with "
              f"`{command}`.", "", f"Environment: {environment_line(runs)}.", ""]
     charts: dict = {}
+    from ftbench.chart_style import plt
+
     try:
         for (dataset, model), groups in by_section.items():
             lines += section(dataset, model, groups, reference, n_resamples, output_dir, charts)
@@ -360,7 +425,23 @@ def write_report(results_dir: str, output_dir: str | None = None, reference: str
     return path
 
 
+def report_markdown(results_dir: str, reference: str | None, n_resamples: int, command: str) -> str:
+    """The report's tables alone, after the line naming the date, the command and the machine: no charts, no
+    run list, nothing written. What a generated table in docs/ holds."""
+    runs, by_section, notes = completed_sections(results_dir)
+    lines = [generated_line(command, runs), ""]
+    for (dataset, model), groups in by_section.items():
+        summaries = {label: group_summary(members) for label, members in groups.items()}
+        lines += [bold_heading(2, f"{dataset} · {model}"), ""]
+        lines += section_tables(groups, summaries, reference, n_resamples, bold_heading)
+    if notes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
+    lines.append(f"Environment: {environment_line(runs)}.")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description="Write report.md: statistics over seeds, significance, charts.")
     parser.add_argument("--results_dir", default="results",
                         help="Folder holding runs/<run id>/results.json (a sweep's folder, or results).")
@@ -369,11 +450,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", default=None,
                         help="Method label every other method is compared with (default: full, where present).")
     parser.add_argument("--n_resamples", type=int, default=10000, help="Bootstrap resamples (default 10000).")
+    parser.add_argument("--markdown", action="store_true",
+                        help="Print the tables (after a line naming the date, this command and the runs' machine) "
+                             "and write nothing: what a generated table in docs/ holds.")
     args = parser.parse_args(argv)
     if args.n_resamples < 100:
         print("error: --n_resamples must be at least 100 for a usable interval", file=sys.stderr)
         return 2
+    if args.markdown and args.output_dir:
+        print("error: --markdown prints the tables and writes nothing; drop --output_dir", file=sys.stderr)
+        return 2
     try:
+        if args.markdown:
+            print(report_markdown(args.results_dir, args.reference, args.n_resamples,
+                                  shlex.join(["python", "report.py", *argv])), end="")
+            return 0
         path = write_report(args.results_dir, args.output_dir, args.reference, args.n_resamples)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)

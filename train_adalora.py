@@ -14,37 +14,7 @@ model/ holding the adapter (cut to its final ranks) and head.
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from peft import AdaLoraConfig, TaskType
-
-from config import ConfigError
-from runner import main_for
-from train_lora import lora_targets
-
-
-def build_adalora(run_config, model_config, head_modules):
-    options = run_config.method_options
-    # Before the data is loaded (the up-front check of the options) the step count is not known yet.
-    total_steps = run_config.total_steps or 1000
-    tinit = round(options.adalora_tinit_ratio * total_steps)
-    tfinal = round(options.adalora_tfinal_ratio * total_steps)
-    if tinit >= total_steps - tfinal:
-        raise ConfigError(f"AdaLoRA's schedule needs steps between its warm-up ({tinit}) and final ({tfinal}) "
-                          f"phases, but the run has only {total_steps} steps; train longer or lower "
-                          f"--adalora_tinit_ratio / --adalora_tfinal_ratio")
-    return AdaLoraConfig(
-        task_type=TaskType.SEQ_CLS,
-        init_r=options.adalora_init_r,
-        target_r=options.adalora_target_r,
-        tinit=tinit,
-        tfinal=tfinal,
-        deltaT=options.adalora_delta_t,
-        total_step=total_steps,
-        lora_alpha=options.lora_alpha,
-        lora_dropout=options.lora_dropout,
-        target_modules=lora_targets(model_config, options.lora_targets, options.lora_target_modules),
-        modules_to_save=list(head_modules),
-    )
-
+from ftbench.runner import main
 
 if __name__ == "__main__":
-    main_for("adalora", build_adalora)
+    main("adalora")  # declared in ftbench/methods/

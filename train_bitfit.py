@@ -1,6 +1,6 @@
 """BitFit: only the bias terms of the encoder (every linear layer's and LayerNorm's) and the head train.
 
-No library offers it: it is a choice of which parameters train (methods.BitFit), on the shared runner.
+No library offers it: it is a choice of which parameters train (ftbench.transforms.BitFit), on the shared runner.
 
     python train_bitfit.py                                 # MiniLM on the tweets data set, offline
     python train_bitfit.py --dataset sst2 --data_dir ../shared/data --num_train_epochs 1
@@ -11,13 +11,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the b
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from methods import BitFit
-from runner import main_for
-
-
-def build_bitfit(run_config, model_config, head_modules):
-    return BitFit()
-
+from ftbench.runner import main
 
 if __name__ == "__main__":
-    main_for("bitfit", build_bitfit)
+    main("bitfit")  # declared in ftbench/methods/

@@ -14,12 +14,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the f
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from runner import main_for
-from train_full import build_full
-
-# The MLM phase is on by default for this method (--mlm_epochs 1, see config.METHODS); the rest is full
-# fine-tuning.
-build_continued_pretraining = build_full
+from ftbench.runner import main
 
 if __name__ == "__main__":
-    main_for("continued_pretraining", build_continued_pretraining)
+    main("continued_pretraining")  # declared in ftbench/methods/

@@ -11,11 +11,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the a
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from runner import main_for
-from train_lora import build_lora
-
-# DoRA is LoRA with use_dora on (the default of this method, see config.METHODS).
-build_dora = build_lora
+from ftbench.runner import main
 
 if __name__ == "__main__":
-    main_for("dora", build_dora)
+    main("dora")  # declared in ftbench/methods/

@@ -12,13 +12,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the h
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from methods import FeatureExtraction
-from runner import main_for
-
-
-def build_feature_extraction(run_config, model_config, head_modules):
-    return FeatureExtraction()
-
+from ftbench.runner import main
 
 if __name__ == "__main__":
-    main_for("feature_extraction", build_feature_extraction)
+    main("feature_extraction")  # declared in ftbench/methods/

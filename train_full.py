@@ -10,13 +10,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/); see docs
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from runner import main_for
-
-
-def build_full(run_config, model_config, head_modules):
-    """Full fine-tuning adapts nothing: no peft config."""
-    return None
-
+from ftbench.runner import main
 
 if __name__ == "__main__":
-    main_for("full", build_full)
+    main("full")  # declared in ftbench/methods/

@@ -11,26 +11,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the p
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from peft import PromptEncoderConfig, TaskType
-
-from prefix_distilbert import prefix_tuning_dims
-from runner import main_for
-
-
-def build_ptuning(run_config, model_config, head_modules):
-    options = run_config.method_options
-    return PromptEncoderConfig(
-        task_type=TaskType.SEQ_CLS,
-        num_virtual_tokens=options.num_virtual_tokens,
-        encoder_reparameterization_type=options.encoder_reparameterization_type,
-        encoder_hidden_size=options.encoder_hidden_size or model_config.hidden_size,
-        encoder_num_layers=options.encoder_num_layers,
-        encoder_dropout=options.encoder_dropout,
-        modules_to_save=list(head_modules),
-        # Read from the model's config here: peft finds them only under BERT-style names, not DistilBERT's.
-        **prefix_tuning_dims(model_config),
-    )
-
+from ftbench.runner import main
 
 if __name__ == "__main__":
-    main_for("ptuning", build_ptuning)
+    main("ptuning")  # declared in ftbench/methods/

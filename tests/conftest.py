@@ -80,14 +80,9 @@ def tiny_distilbert(tmp_path_factory) -> str:
 
 def train(method: str, args: list[str]) -> int:
     """Run a train_<method>.py script's entry point in this process, as its command line would."""
-    import importlib
+    from ftbench import runner
 
-    import runner
-
-    module = importlib.import_module(f"train_{method}")
-    builder = getattr(module, f"build_{method}")
-    loader_for = getattr(module, f"{method}_loader", None)
-    return runner.run(method, builder, args, f"train_{method}.py", loader_for)
+    return runner.run(method, args, f"train_{method}.py")
 
 
 def local(**kwargs):

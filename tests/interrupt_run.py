@@ -8,7 +8,6 @@ STEP) or 'save' (while the checkpoint of step STEP is being written, before it i
 signals are sent one after another (SIGINT SIGINT: a second Ctrl-C).
 """
 
-import importlib
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ sys.path.insert(0, ROOT)
 
 from transformers import TrainerCallback  # noqa: E402
 
-import runner  # noqa: E402
+from ftbench import runner  # noqa: E402
 
 
 def main() -> int:
@@ -41,7 +40,7 @@ def main() -> int:
                 self.sent = True
                 send()
 
-    build_trainer = runner._build_trainer
+    build_trainer = runner.build_trainer
 
     def build_with_signal(*args, **kwargs):
         trainer = build_trainer(*args, **kwargs)
@@ -56,10 +55,8 @@ def main() -> int:
             trainer.save_model = save_then_signal
         return trainer
 
-    runner._build_trainer = build_with_signal
-    module = importlib.import_module(f"train_{method}")
-    return runner.run(method, getattr(module, f"build_{method}"), train_args, f"train_{method}.py",
-                      getattr(module, f"{method}_loader", None))
+    runner.build_trainer = build_with_signal
+    return runner.run(method, train_args, f"train_{method}.py")
 
 
 if __name__ == "__main__":

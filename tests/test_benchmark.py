@@ -93,6 +93,7 @@ def runs_by_cell(sweep: Path) -> dict:
             for name, runs in benchmark.find_runs(str(sweep)).items()}
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny_bert, tmp_path):
     sweep = tmp_path / "sweeps" / "resume"
     command = [sys.executable, str(ROOT / "benchmark.py"), "--methods", "full", "lora", "--models", tiny_bert,
@@ -146,6 +147,7 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     assert refused.returncode == 2 and "holds a sweep with other settings (differing: run_args)" in refused.stderr
 
 
+@pytest.mark.slow
 def test_learning_rate_search_picks_the_best_validation_rate_and_uses_it(tiny_bert, tmp_path, capsys):
     status = benchmark.main(["--methods", "lora", "--models", tiny_bert, "--seeds", "3", "--name", "lr",
                              "--output_dir", str(tmp_path), "--run_args", TINY_RUN, "--lr_search",

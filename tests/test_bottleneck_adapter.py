@@ -12,10 +12,9 @@ import json
 import pytest
 import torch
 
-import methods
-import saved_transforms
-from bottleneck_adapter import BottleneckAdapter, BottleneckAdapterTransform, check_supported
 from config import ConfigError
+from ftbench import transforms
+from ftbench.bottleneck_adapter import BottleneckAdapter, BottleneckAdapterTransform, check_supported
 
 HIDDEN, LAYERS, LABELS, VOCAB = 32, 2, 2, 100
 HEADS = {"bert": ["classifier"], "distilbert": ["classifier", "pre_classifier"]}
@@ -211,17 +210,17 @@ def test_save_and_load_trained_round_trip(model_type, style, tmp_path):
     transform = BottleneckAdapterTransform(style=style, reduction_factor=4, activation="gelu")
     model = transform.apply(copy.deepcopy(pristine), HEADS[model_type])
     _train(model, steps=3)
-    methods.save_trained(model, transform, str(tmp_path))
-    spec = json.loads((tmp_path / methods.METHOD_FILE).read_text())
+    transforms.save_trained(model, transform, str(tmp_path))
+    spec = json.loads((tmp_path / transforms.METHOD_FILE).read_text())
     assert spec == {"transform": "bottleneck_adapter", "options": transform.options()}
 
     # A fresh load: the same backbone weights, a newly (differently) initialised head.
     fresh = tiny(model_type, seed=1)
     fresh.load_state_dict({name: t for name, t in pristine.state_dict().items()
-                           if not methods.in_modules(name, HEADS[model_type])}, strict=False)
+                           if not transforms.in_modules(name, HEADS[model_type])}, strict=False)
     inputs = batch(seed=1)
     assert not torch.allclose(logits(fresh, inputs), logits(model, inputs))
-    reloaded = saved_transforms.load_trained(fresh, str(tmp_path), HEADS[model_type])
+    reloaded = transforms.load_trained(fresh, str(tmp_path), HEADS[model_type])
     assert torch.equal(logits(reloaded, inputs), logits(model, inputs))
 
 
@@ -229,7 +228,7 @@ def test_options_rebuild_the_transform():
     transform = BottleneckAdapterTransform(style="pfeiffer", reduction_factor=8, activation="tanh",
                                            train_layer_norms=True)
     options = json.loads(json.dumps(transform.options()))
-    rebuilt = saved_transforms.transform_from_dict({"transform": "bottleneck_adapter", "options": options})
+    rebuilt = transforms.transform_from_dict({"transform": "bottleneck_adapter", "options": options})
     assert isinstance(rebuilt, BottleneckAdapterTransform) and rebuilt.options() == transform.options()
     assert BottleneckAdapterTransform().trains_layer_norms() is True
     assert BottleneckAdapterTransform(style="pfeiffer").trains_layer_norms() is False

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from config import (
-    METHODS,
     ConfigError,
     DataArguments,
     ModelArguments,
@@ -17,6 +16,7 @@ from config import (
     parse_args,
 )
 from conftest import ROOT
+from ftbench.registry import get_method, method_names
 
 
 def test_method_defaults_differ_only_where_they_should():
@@ -105,27 +105,29 @@ def test_wrongly_typed_value_is_one_line_and_status_2(capsys):
     assert len(err.splitlines()) == 1 and "--learning_rate" in err and "invalid" in err
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.slow  # a process per method
+@pytest.mark.parametrize("method", method_names())
 def test_help_explains_every_option(method):
     result = subprocess.run([sys.executable, f"train_{method}.py", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    groups = [ModelArguments, DataArguments, TrainingConfig, PretrainingArguments, METHODS[method].arguments]
+    groups = [ModelArguments, DataArguments, TrainingConfig, PretrainingArguments, get_method(method).options]
     for group in groups:
         for field in dataclasses.fields(group):
             assert f"--{field.name}" in result.stdout
             assert field.metadata.get("help"), f"{field.name} has no help text"
     assert "--config" in result.stdout
-    assert f"Default learning rate for this method: {METHODS[method].learning_rate:g}" in " ".join(
+    assert f"Default learning rate for this method: {get_method(method).learning_rate:g}" in " ".join(
         result.stdout.split())
     # Options of other methods are not offered.
-    own = {field.name for field in dataclasses.fields(METHODS[method].arguments)}
-    for option in ("lora_r", "num_virtual_tokens", "adapter_style", "adalora_init_r", "bnb_4bit_quant_type"):
+    own = {field.name for field in dataclasses.fields(get_method(method).options)}
+    for option in ("lora_r", "num_virtual_tokens", "adapter_style", "adalora_init_r", "bnb_4bit_quant_type", "vera_r"):
         assert (f"--{option}" in result.stdout) == (option in own), option
 
 
 def test_every_lora_targets_choice_says_which_layers_it_adapts():
-    import train_lora
-    from config import LORA_TARGET_CHOICES
+    from typing import get_args
 
-    assert list(train_lora.TARGET_ROLES) == list(LORA_TARGET_CHOICES) == ["query_value", "attention", "all_linear"]
+    from ftbench.methods.lora import TARGET_ROLES, LoraTargets
+
+    assert list(TARGET_ROLES) == list(get_args(LoraTargets)) == ["query_value", "attention", "all_linear"]

@@ -11,7 +11,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 
 import config
 import utils
-from continued_pretraining import mlm_pretrain, read_text_file
+from ftbench.continued_pretraining import mlm_pretrain, read_text_file
 
 # Short texts repeated: a tiny model can learn to fill their masks within a few dozen steps.
 TEXTS = [

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-import utils
 from config import DataArguments
 from conftest import SHARED_DATA, needs_shared_data
+from ftbench.dedup import text_key
+from ftbench.metrics import classification_metrics
 from utils import DataError, load_splits
 
 
@@ -16,7 +17,7 @@ def data(**kwargs) -> DataArguments:
 
 
 def assert_disjoint(splits):
-    train, validation, test = ({utils.text_key(t) for t in getattr(splits, s)[0]}
+    train, validation, test = ({text_key(t) for t in getattr(splits, s)[0]}
                                for s in ("train", "validation", "test"))
     assert not train & validation and not train & test and not validation & test
 
@@ -70,8 +71,10 @@ def test_sst2_from_folder_reports_on_dev():
 
 @needs_shared_data
 @pytest.mark.parametrize("dataset, sizes, labels", [
-    ("imdb", {"train": 22301, "validation": 2478, "test": 25000}, ["negative", "positive"]),
-    ("nsmc", {"train": 130766, "validation": 14530, "test": 49997}, ["negative", "positive"]),
+    pytest.param("imdb", {"train": 22301, "validation": 2478, "test": 25000}, ["negative", "positive"],
+                 marks=pytest.mark.slow),  # the large files: seconds each
+    pytest.param("nsmc", {"train": 130766, "validation": 14530, "test": 49997}, ["negative", "positive"],
+                 marks=pytest.mark.slow),
     ("financial_phrasebank", {"train": 1829, "validation": 204, "test": 226}, ["negative", "neutral", "positive"]),
 ])
 def test_named_datasets_from_shared_folder(dataset, sizes, labels):
@@ -113,6 +116,7 @@ def test_environment_variable_names_the_data_folder(monkeypatch, tmp_path):
         load_splits(data(dataset="sst2"))
 
 
+@pytest.mark.slow
 def test_hub_unreachable_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("FT_BENCH_DATA_DIR", raising=False)
@@ -181,6 +185,6 @@ def test_label_outside_named_set(tmp_path):
 
 def test_metrics():
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0], [0.0, 2.0]])
-    metrics = utils.classification_metrics(logits, np.array([0, 1, 1, 1]))
+    metrics = classification_metrics(logits, np.array([0, 1, 1, 1]))
     assert metrics["accuracy"] == 0.75
     assert metrics["f1_macro"] == pytest.approx((2 / 3 + 0.8) / 2)

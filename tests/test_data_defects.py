@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-import utils
 from config import DataArguments
 from conftest import local, refused
+from ftbench.dataset_loaders import hub_source
+from ftbench.dedup import text_key
 from utils import DataError, load_splits
 
 
@@ -214,7 +215,7 @@ def test_repeats_within_a_split_and_conflicting_labels(tmp_path):
                                            "conflicting_label_rows": 2}
     assert info["cleaning"] == {"train_duplicate_rows_dropped": 3, "train_conflicting_label_texts_dropped": 1}
     assert sum(splits.sizes().values()) == 39
-    everything = [utils.text_key(t) for s in ("train", "validation", "test") for t in getattr(splits, s)[0]]
+    everything = [text_key(t) for s in ("train", "validation", "test") for t in getattr(splits, s)[0]]
     assert len(everything) == len(set(everything)) and "text number 2" not in everything
 
 
@@ -258,7 +259,7 @@ def test_hub_source_records_fingerprints_and_survives_missing_attributes(monkeyp
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no network call for the revision here
     hub = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"sentence": ["a"], "label": [0]})})
-    source = utils._hub_source(hub, "some/data", {"revision": "main"}, ["train"])
+    source = hub_source(hub, "some/data", {"revision": "main"}, ["train"])
     assert source["kind"] == "hub" and source["revision"] == "main"
     assert source["fingerprints"]["train"] == hub["train"]._fingerprint
-    assert utils._hub_source({"train": object()}, "some/data", {}, ["train"]) == {"kind": "hub", "path": "some/data"}
+    assert hub_source({"train": object()}, "some/data", {}, ["train"]) == {"kind": "hub", "path": "some/data"}

@@ -9,9 +9,9 @@ import json
 import pandas as pd
 import pytest
 
-import utils
 from config import DataArguments
 from conftest import SHARED_DATA, local, needs_shared_data, refused
+from ftbench.data_files import read_table
 from utils import load_splits
 
 
@@ -131,7 +131,7 @@ def test_named_tsv_files_load_exactly_as_before(dataset):
 @needs_shared_data
 def test_nsmc_file_given_as_a_local_file_is_read_as_pandas_reads_it():
     path = str(SHARED_DATA / "nsmc" / "ratings_test.txt")
-    frame = utils._read_table(path)
+    frame = read_table(path)
     read_by_pandas = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     assert frame["document"].tolist() == read_by_pandas["document"].tolist()
     assert NSMC_QUOTED[1:-1].replace('""', '"') in frame["document"].tolist()

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import inference
+from ftbench import inference_benchmark
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "prefix"])
@@ -204,7 +205,7 @@ def test_benchmark_bad_run_and_failure_write_nothing(trained_runs, tmp_path, cap
     def fail(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(inference, "measure", fail)
+    monkeypatch.setattr(inference_benchmark, "measure", fail)
     with pytest.raises(RuntimeError):
         inference.main(["--run", run] + FAST)
     assert sorted(os.listdir(run)) == before
@@ -286,6 +287,7 @@ def _cli(args, stdin: bytes = b""):
                           timeout=300, check=False)
 
 
+@pytest.mark.slow  # processes of their own
 def test_odd_texts_on_the_command_line(trained_runs):
     """The real CLI: odd texts as arguments (an undecodable byte among them) and on standard input (NUL, CR LF,
     an invalid byte, blank lines), JSON out."""

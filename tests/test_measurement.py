@@ -12,8 +12,9 @@ import pytest
 from transformers import TrainerCallback
 
 import logger_callback
-import runner
 from conftest import train
+from ftbench import runner
+from ftbench.trainer import BenchmarkTrainer
 
 # 64 tweets in batches of 16 for one epoch: 4 steps, evaluated and checkpointed at steps 2 and 4.
 TINY = ["--max_train_samples", "64", "--max_eval_samples", "32", "--num_train_epochs", "1",
@@ -44,10 +45,11 @@ class StepClock(TrainerCallback):
         self.steps += 1
 
 
+@pytest.mark.slow
 def test_evaluation_and_checkpoint_time_stay_out_of_train_time(tiny_bert, tmp_path, monkeypatch):
     clock, calls = StepClock(), {"evaluation": 0, "checkpoint": 0}
-    evaluation_loop, save_checkpoint = runner.BenchmarkTrainer.evaluation_loop, runner.BenchmarkTrainer._save_checkpoint
-    build_trainer = runner._build_trainer
+    evaluation_loop, save_checkpoint = BenchmarkTrainer.evaluation_loop, BenchmarkTrainer._save_checkpoint
+    build_trainer = runner.build_trainer
 
     def slow_evaluation_loop(self, *args, **kwargs):
         if kwargs.get("description") == "Evaluation":  # the evaluations during training, not the final predict()
@@ -65,9 +67,9 @@ def test_evaluation_and_checkpoint_time_stay_out_of_train_time(tiny_bert, tmp_pa
         trainer.add_callback(clock)
         return trainer
 
-    monkeypatch.setattr(runner.BenchmarkTrainer, "evaluation_loop", slow_evaluation_loop)
-    monkeypatch.setattr(runner.BenchmarkTrainer, "_save_checkpoint", slow_save_checkpoint)
-    monkeypatch.setattr(runner, "_build_trainer", build_with_clock)
+    monkeypatch.setattr(BenchmarkTrainer, "evaluation_loop", slow_evaluation_loop)
+    monkeypatch.setattr(BenchmarkTrainer, "_save_checkpoint", slow_save_checkpoint)
+    monkeypatch.setattr(runner, "build_trainer", build_with_clock)
     start = time.perf_counter()
     info = run_once(tiny_bert, tmp_path)["train_info"]
     wall_s = time.perf_counter() - start
@@ -125,13 +127,13 @@ def clear_refs():
 
 def test_peak_rss_is_reset_when_training_starts(tiny_bert, tmp_path, monkeypatch, clear_refs):
     seen = {}
-    train_method = runner.BenchmarkTrainer.train
+    train_method = BenchmarkTrainer.train
 
     def train_after_a_block(self, *args, **kwargs):
         _hold_a_block(seen)  # the moment before trainer.train(): everything loaded, nothing trained
         return train_method(self, *args, **kwargs)
 
-    monkeypatch.setattr(runner.BenchmarkTrainer, "train", train_after_a_block)
+    monkeypatch.setattr(BenchmarkTrainer, "train", train_after_a_block)
     memory = run_once(tiny_bert, tmp_path)["train_info"]["memory"]
     _assert_the_block_counted_and_was_left_out(seen, memory)
 
@@ -140,13 +142,13 @@ def test_loading_the_best_model_is_not_training_memory(tiny_bert, tmp_path, monk
     """The Trainer loads the best checkpoint (load_best_model_at_end) after the last step and before on_train_end:
     what that load holds is not training memory."""
     seen = {}
-    load_best_model = runner.BenchmarkTrainer._load_best_model
+    load_best_model = BenchmarkTrainer._load_best_model
 
     def load_with_a_block(self):
         _hold_a_block(seen)
         return load_best_model(self)
 
-    monkeypatch.setattr(runner.BenchmarkTrainer, "_load_best_model", load_with_a_block)
+    monkeypatch.setattr(BenchmarkTrainer, "_load_best_model", load_with_a_block)
     memory = run_once(tiny_bert, tmp_path)["train_info"]["memory"]
     assert seen, "the best model was not loaded"
     _assert_the_block_counted_and_was_left_out(seen, memory)

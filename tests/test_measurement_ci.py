@@ -44,6 +44,7 @@ def collected() -> list[str]:
     return [line for line in done.stdout.splitlines() if "::" in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ci", [True, False], ids=["CI=true", "no CI"])
 def test_tests_that_need_the_data_fail_in_ci_and_skip_elsewhere(tmp_path, collected, ci):
     run = outcomes(tmp_path, ci)

@@ -11,9 +11,10 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 import inference
-import runner
 from config import ConfigError, parse_args
 from conftest import QUICK, train
+from ftbench import finish, runner
+from ftbench.registry import get_method, method_label
 
 H, LAYERS, VOCAB, POSITIONS, INTERMEDIATE, LABELS = 32, 2, 30522, 128, 64, 3  # tiny BERT, tweets (3 labels)
 HEAD = H * LABELS + LABELS
@@ -62,7 +63,7 @@ def method_runs(tiny_bert, tmp_path_factory):
     """One completed run per case, with what the model looked like when it was saved: {case: (run dir, probe)}."""
     output = tmp_path_factory.mktemp("method_results")
     runs = {}
-    original_save = runner._save_model
+    original_save = finish.save_model
     for case, (method, extra, _) in CASES.items():
         probe = {}
 
@@ -76,17 +77,18 @@ def method_runs(tiny_bert, tmp_path_factory):
                                                  for state in trainer.optimizer.state.values() if "exp_avg" in state)
             return original_save(trainer, run_dir, run_config, method_object)
 
-        runner._save_model = save_and_probe
+        finish.save_model = save_and_probe
         try:
             out = output / case
             status = train(method, ["--model_name_or_path", tiny_bert, "--output_dir", str(out)] + QUICK + extra)
         finally:
-            runner._save_model = original_save
+            finish.save_model = original_save
         assert status == 0, f"{case} run failed"
         runs[case] = (glob.glob(str(out / "runs" / "*"))[0], probe)
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_trainable_parameters_match_hand_counts(method_runs, case):
     method, _, own = CASES[case]
@@ -124,6 +126,7 @@ def _changed(probe, tiny_bert):
     return changed, same, base
 
 
+@pytest.mark.slow
 def test_bitfit_changes_exactly_the_biases_and_the_head(method_runs, tiny_bert):
     probe = method_runs["bitfit"][1]
     changed, same, base = _changed(probe, tiny_bert)
@@ -133,6 +136,7 @@ def test_bitfit_changes_exactly_the_biases_and_the_head(method_runs, tiny_bert):
     assert probe["trainable"] == {f"bert.{n}" for n in biases} | {"classifier.weight", "classifier.bias"}
 
 
+@pytest.mark.slow
 def test_feature_extraction_trains_only_the_head_with_no_encoder_gradients(method_runs, tiny_bert):
     probe = method_runs["feature_extraction"][1]
     changed, same, base = _changed(probe, tiny_bert)
@@ -145,6 +149,7 @@ def test_feature_extraction_trains_only_the_head_with_no_encoder_gradients(metho
                                       "trained_parameters.safetensors"))) == {"classifier.weight", "classifier.bias"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["bottleneck_adapter", "bottleneck_pfeiffer", "ia3", "prompt_tuning",
                                   "prompt_tuning_text", "ptuning", "dora", "lora_all_linear", "adalora", "qlora"])
 def test_adapter_methods_leave_the_pretrained_weights_untouched(method_runs, tiny_bert, case):
@@ -169,6 +174,7 @@ def test_adapter_methods_leave_the_pretrained_weights_untouched(method_runs, tin
         assert all(not torch.equal(probe["state"]["bert." + n], base[n]) for n in layer_norms)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_saved_run_reloads_and_reproduces_its_test_results(method_runs, case, capsys):
     run_dir = method_runs[case][0]
@@ -181,6 +187,7 @@ def test_saved_run_reloads_and_reproduces_its_test_results(method_runs, case, ca
         assert info["checkpoint_size_mib"] < 0.1  # what trained, not the backbone (3.8 MiB)
 
 
+@pytest.mark.slow
 def test_a_random_head_fails_verification(method_runs, tmp_path, capsys):
     """Verification must catch a reload that loses the trained tensors: replace the BitFit head."""
     import shutil
@@ -197,6 +204,7 @@ def test_a_random_head_fails_verification(method_runs, tmp_path, capsys):
     assert "verify FAILED" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_merged_export_predicts_as_the_adapter_does(method_runs):
     run_dir = method_runs["lora_all_linear"][0]
     info = results_of(run_dir)["train_info"]
@@ -216,6 +224,7 @@ def test_merged_export_predicts_as_the_adapter_does(method_runs):
     assert inference.main(["--run", method_runs["dora"][0], "--merged"]) == 2  # trained without --export_merged
 
 
+@pytest.mark.slow
 def test_adalora_reallocates_its_rank_budget(method_runs):
     run_dir = method_runs["adalora"][0]
     results = results_of(run_dir)
@@ -235,7 +244,7 @@ def test_prompt_tuning_text_init_starts_from_the_text(tiny_bert):
     import peft
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from train_prompt_tuning import build_prompt_tuning
+    from ftbench.methods.prompt_tuning import build_prompt_tuning
 
     run_config = parse_args("prompt_tuning", ["--model_name_or_path", tiny_bert, "--prompt_init", "text",
                                               "--prompt_init_text", "good or bad", "--num_virtual_tokens", "7"])
@@ -248,6 +257,7 @@ def test_prompt_tuning_text_init_starts_from_the_text(tiny_bert):
     torch.testing.assert_close(prompt, model.bert.embeddings.word_embeddings.weight[expected_ids])
 
 
+@pytest.mark.slow
 def test_continued_pretraining_records_both_phases(method_runs):
     results = results_of(method_runs["continued_pretraining"][0])
     run, info = results["run_info"], results["train_info"]
@@ -261,6 +271,7 @@ def test_continued_pretraining_records_both_phases(method_runs):
     assert phase1["kept"] is False and not os.path.exists(phase1["saved_to"])
 
 
+@pytest.mark.slow
 def test_continued_pretraining_before_lora_keeps_its_backbone(tiny_bert, tmp_path, capsys):
     status = train("lora", ["--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path), "--mlm_max_steps", "4"]
                    + QUICK)
@@ -287,7 +298,8 @@ def test_continued_pretraining_before_lora_keeps_its_backbone(tiny_bert, tmp_pat
     ("qlora", [], "qlora"),
 ])
 def test_method_labels_name_the_variant(method, extra, label):
-    assert runner.method_label(parse_args(method, extra)) == label
+    run_config = parse_args(method, extra)
+    assert method_label(get_method(method), run_config.method_options, run_config.pretraining.enabled) == label
 
 
 @pytest.mark.parametrize("method", ["ia3", "bottleneck_adapter", "bitfit", "prompt_tuning", "lora"])
@@ -309,6 +321,7 @@ def test_methods_run_on_distilbert(tiny_distilbert, tmp_path, method):
     assert inference.main(["--run", run_dir, "--verify"]) == 0
 
 
+@pytest.mark.slow
 def test_qlora_trains_adapters_over_4bit_nf4_weights(method_runs):
     import bitsandbytes as bnb
 
@@ -333,20 +346,16 @@ def test_qlora_trains_adapters_over_4bit_nf4_weights(method_runs):
     assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in results["train_info"]["train_loss_log"])
 
 
-def test_a_loader_defined_in_the_script_run_is_recorded_by_its_module(monkeypatch):
-    """python train_qlora.py runs the loader as __main__.load_4bit; the record must name train_qlora."""
-    import sys
-    import types
+def test_training_and_inference_load_the_base_model_through_the_registry():
+    """The one rule for which loader a method's base model needs, whatever a results file says."""
+    from ftbench.methods.prefix import load_distilbert
+    from ftbench.methods.qlora import load_4bit
+    from ftbench.model_loading import base_loader, from_pretrained
 
-    import train_qlora
-
-    script = types.ModuleType("__main__")
-    script.__file__ = os.path.join("somewhere", "train_qlora.py")
-    monkeypatch.setitem(sys.modules, "__main__", script)
-    monkeypatch.setattr(train_qlora.load_4bit, "__module__", "__main__")
-    name = runner.importable_name(train_qlora.load_4bit)
-    assert name == "train_qlora:load_4bit"
-    assert inference._loader(name) is train_qlora.load_4bit
+    assert base_loader("qlora", "bert") is load_4bit
+    assert base_loader("prefix", "distilbert") is load_distilbert
+    assert base_loader("prefix", "bert") is from_pretrained
+    assert all(base_loader(method, "bert") is from_pretrained for method in ("full", "lora", "vera", "ln_tuning"))
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -380,17 +389,18 @@ def test_qlora_configuration(tiny_bert, monkeypatch):
 
     from transformers import AutoConfig
 
-    import train_qlora
+    from ftbench.methods import qlora
 
     def resolved(argv, cuda, bf16=True):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
         run_config = parse_args("qlora", ["--model_name_or_path", tiny_bert] + argv)
-        train_qlora.check_can_quantize(run_config)
+        qlora.check_can_quantize(run_config)
+        assert qlora.resolve_compute_dtype(run_config, None) == []
         return run_config
 
     cpu = resolved([], cuda=False)
-    quant = train_qlora.quantization_config(dataclasses.asdict(cpu.method_options))
+    quant = qlora.quantization_config(dataclasses.asdict(cpu.method_options))
     assert quant.load_in_4bit and not quant.load_in_8bit
     assert quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
     assert quant.bnb_4bit_compute_dtype == torch.float32
@@ -401,10 +411,10 @@ def test_qlora_configuration(tiny_bert, monkeypatch):
     with pytest.raises(ConfigError, match="this GPU has no bf16"):
         resolved(["--bnb_4bit_compute_dtype", "bfloat16"], cuda=True, bf16=False)
     fp4 = resolved(["--bnb_4bit_compute_dtype", "bfloat16", "--bnb_4bit_quant_type", "fp4"], cuda=False)
-    quant_fp4 = train_qlora.quantization_config(dataclasses.asdict(fp4.method_options))
+    quant_fp4 = qlora.quantization_config(dataclasses.asdict(fp4.method_options))
     assert quant_fp4.bnb_4bit_compute_dtype == torch.bfloat16 and quant_fp4.bnb_4bit_quant_type == "fp4"
 
-    lora = train_qlora.build_qlora(cpu, AutoConfig.from_pretrained(tiny_bert), ["classifier"])
+    lora = qlora.QLORA.build(cpu, AutoConfig.from_pretrained(tiny_bert), ["classifier"])
     names = [f"bert.encoder.layer.0.{p}" for p in ("attention.self.query", "attention.self.key",
                                                     "attention.self.value", "attention.output.dense",
                                                     "intermediate.dense", "output.dense")]
@@ -417,7 +427,7 @@ def test_bottleneck_adapters_start_as_the_identity_in_the_right_places(tiny_bert
                                                                         adapters_per_layer):
     from transformers import AutoModelForSequenceClassification
 
-    from bottleneck_adapter import BottleneckAdapter, BottleneckAdapterTransform
+    from ftbench.bottleneck_adapter import BottleneckAdapter, BottleneckAdapterTransform
 
     expected_sites = {
         "houlsby": ["attention.output.dense", "output.dense"], "pfeiffer": ["output.dense"]}[style]
@@ -440,8 +450,8 @@ def test_bottleneck_adapters_start_as_the_identity_in_the_right_places(tiny_bert
 def test_bottleneck_adapters_refuse_unknown_architectures():
     from transformers import GPT2Config
 
-    from bottleneck_adapter import BottleneckAdapterTransform, check_supported
     from config import ConfigError
+    from ftbench.bottleneck_adapter import BottleneckAdapterTransform, check_supported
 
     with pytest.raises(ConfigError, match="no injection sites for model type 'gpt2'.*use train_lora.py"):
         check_supported(GPT2Config())

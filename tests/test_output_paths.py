@@ -117,12 +117,11 @@ def test_generated_output_paths_are_accepted_exactly_when_run_folders_can_be_mad
 
 def test_a_disk_that_fills_up_during_training_fails_the_run_with_that_cause(tiny_bert, tmp_path, monkeypatch,
                                                                             capsys):
-    import runner
-
+    from ftbench.trainer import BenchmarkTrainer
     def full_disk(self, model, trial):
         raise OSError(errno.ENOSPC, "No space left on device", os.path.join(self.args.output_dir, "optimizer.pt"))
 
-    monkeypatch.setattr(runner.BenchmarkTrainer, "_save_checkpoint", full_disk)
+    monkeypatch.setattr(BenchmarkTrainer, "_save_checkpoint", full_disk)
     assert train("lora", ["--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + TINY) == 1
     (run_dir,) = (tmp_path / "runs").iterdir()
     run = json.loads((run_dir / "results.json").read_text())["run_info"]
@@ -135,7 +134,7 @@ def test_a_disk_that_fills_up_during_training_fails_the_run_with_that_cause(tiny
 
 
 def test_a_disk_full_when_the_results_are_written_leaves_no_result_behind(tiny_bert, tmp_path, monkeypatch, capsys):
-    import runner
+    from ftbench import runner
 
     real = runner.write_json_atomic
 

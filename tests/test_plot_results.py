@@ -12,9 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import chart_style  # noqa: E402
 import plot_results as pr  # noqa: E402
-import run_status  # noqa: E402
+from ftbench import (
+    chart_style,  # noqa: E402
+    run_store,  # noqa: E402
+)
 
 METHODS = ("full", "lora", "prefix")
 OUTPUTS = pr.PLOT_FILES + (pr.SUMMARY_FILE,)
@@ -161,7 +163,7 @@ def test_incomplete_runs_are_skipped_and_counted(results, capsys):
     clone(results, "prefix", "interrupted_prefix", hours=1, status="interrupted")
     clone(results, "full", "running_full", hours=1, status="running")  # no process holds it: unfinished
     clone(results, "lora", "live_lora", hours=1, status="running")
-    live = run_status.RunLock(str(results / "runs" / "live_lora"))
+    live = run_store.RunLock(str(results / "runs" / "live_lora"))
     assert live.acquire()  # as the live training process does
     clone(results, "full", "failed_full", hours=2, status="failed")
     out = results / "out"

@@ -11,7 +11,7 @@ from transformers import BertConfig, DistilBertConfig, DistilBertForSequenceClas
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import prefix_distilbert as pdb  # noqa: E402
+from ftbench import prefix_distilbert as pdb  # noqa: E402
 
 NUM_VIRTUAL_TOKENS = 3
 ATTN_IMPLS = ["sdpa", "eager"]

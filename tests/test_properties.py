@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 import config
 import utils
 from config import ConfigError, DataArguments
+from ftbench.dedup import text_key
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -62,7 +63,7 @@ def check_splits(splits: utils.Splits, keep_duplicates: bool) -> None:
         assert all(isinstance(t, str) and t.strip() for t in texts), split
         assert all(isinstance(i, int) and 0 <= i < len(names) for i in labels), split
         assert len(set(labels)) >= 2, split
-        keys[split] = {utils.text_key(t) for t in texts}
+        keys[split] = {text_key(t) for t in texts}
     if not keep_duplicates:
         assert not keys["train"] & keys["test"] and not keys["train"] & keys["validation"]
         assert not keys["validation"] & keys["test"]

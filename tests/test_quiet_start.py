@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT
 
-ENTRY_POINTS = sorted([*(p.name for p in ROOT.glob("train_*.py")), "bench_speed.py", "benchmark.py", "flops.py",
+ENTRY_POINTS = sorted([*(p.name for p in ROOT.glob("train_*.py")), "bench_speed.py", "benchmark.py",
                        "inference.py", "plot_results.py", "report.py", "run_status.py", "utils.py"])
 
 # Runs a script as `python SCRIPT ARGS...` would, recording the warning logger's level at the moment
@@ -66,12 +66,13 @@ def test_help_of_every_script_writes_nothing_to_stderr_and_silences_bitsandbytes
     assert all("level" in outcomes[script][1] for script in ENTRY_POINTS if script.startswith("train_"))
 
 
+@pytest.mark.slow
 def test_a_training_run_writes_only_the_suites_lines_to_stderr(tiny_bert, tmp_path):
     done, seen = watched("train_lora.py", "--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path),
                          "--max_train_samples", "32", "--max_eval_samples", "16", "--num_train_epochs", "1")
     assert done.returncode == 0, done.stderr[-2000:]
     assert seen["level"] >= logging.ERROR
-    # The progress bar is the suite's (runner.QuietProgress) and redraws itself with carriage returns.
+    # The progress bar is the suite's (ftbench.trainer.QuietProgress) and redraws itself with carriage returns.
     lines = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
     foreign = [line for line in lines if not ("it/s]" in line or "s/it]" in line or "/2 [" in line)]
     assert foreign == [], foreign

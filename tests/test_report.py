@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import plot_results  # noqa: E402
 import report  # noqa: E402
-import stats  # noqa: E402
+from ftbench import stats  # noqa: E402
 
 T_975_2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))  # Student t, 2 degrees of freedom, closed form
 LABELS = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1]  # 20 test examples

@@ -20,8 +20,8 @@ import torch
 import inference
 import plot_results
 import run_status
-import runner
 from conftest import ROOT, SHARED_DATA, needs_shared_data, train
+from ftbench import run_store, runner
 
 pytestmark = needs_shared_data
 
@@ -105,7 +105,7 @@ def assert_nothing_claims_completion(run_dir: str) -> dict:
     if results["run_info"]["status"] == "running":
         # kill -9 while finishing: outputs written, results.json not yet completed. They are no result:
         # inference refuses the run, and a resume writes them again.
-        assert run_status.effective_status(run_dir, results["run_info"]) == "unfinished"
+        assert run_store.effective_status(run_dir, results["run_info"]) == "unfinished"
         if "model" in outputs:
             with pytest.raises(inference.RunError, match="did not complete"):
                 inference.load_run(run_dir, torch.device("cpu"))
@@ -132,6 +132,7 @@ CASES = [
 CASES = [case if len(case) == 5 else (*case, ()) for case in CASES]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,when,step,signals,extra", CASES,
                          ids=[f"{c[0]}-{c[1]}{c[2]}-{'+'.join(c[3])}{'-' + c[4][0] if c[4] else ''}" for c in CASES])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_bert, baselines, tmp_path, method, when, step,
@@ -146,7 +147,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_bert, baseline
     info = results["train_info"]
     assert results["run_info"]["status"] == "interrupted"
     assert "resume with: python train_" in results["run_info"]["error"]
-    checkpoints = run_status.valid_checkpoints(run_dir)
+    checkpoints = run_store.valid_checkpoints(run_dir)
     if len(signals) == 1:  # stopped after the step (a signal during evaluation: the next), with a checkpoint
         stop = step + 1 if when == "eval" else step
         assert info["stopped_at_step"] == stop and info["resume_from_step"] == stop, (context, info)
@@ -154,7 +155,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_bert, baseline
     else:  # stopped at once, mid-step: the last scheduled checkpoint is where it resumes
         assert info["resume_from_step"] == (checkpoints[-1][0] if checkpoints else 0) < step
     assert len(checkpoints) <= 2  # the latest and the best
-    assert run_status.effective_status(run_dir, results["run_info"]) == "interrupted"
+    assert run_store.effective_status(run_dir, results["run_info"]) == "interrupted"
 
     assert train(method, ["--resume", run_dir]) == 0, context
     resumed = results_of(run_dir)
@@ -164,16 +165,18 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_bert, baseline
     assert_same_results(expected, run_dir, context)
 
 
+@pytest.mark.slow
 def test_sigkill_while_finishing_leaves_no_result(tiny_bert, baselines, tmp_path):
     """kill -9 after the test predictions and the model are written, before results.json says completed."""
-    command = [sys.executable, "-c", "import os, signal, sys; sys.path[:0] = ['.', 'tests']; import runner; "
+    command = [sys.executable, "-c", "import os, signal, sys; sys.path[:0] = ['.', 'tests']; "
+               "from ftbench import runner; "
                "save = runner.write_json_atomic\n"
                "def write(path, payload):\n"
                "    if payload.get('run_info', {}).get('status') == 'completed':\n"
                "        os.kill(os.getpid(), signal.SIGKILL)\n"
                "    save(path, payload)\n"
                "runner.write_json_atomic = write\n"
-               "import train_full; sys.exit(runner.run('full', train_full.build_full, sys.argv[1:], 'train_full.py'))",
+               "sys.exit(runner.run('full', sys.argv[1:], 'train_full.py'))",
                "--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + BASE
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
@@ -181,26 +184,28 @@ def test_sigkill_while_finishing_leaves_no_result(tiny_bert, baselines, tmp_path
     assert os.path.isdir(os.path.join(run_dir, "model"))  # saved just before the kill
     assert_nothing_claims_completion(run_dir)
     # the checkpoint of the last step is still there: the resume only selects, tests and saves again
-    assert run_status.valid_checkpoints(run_dir)[-1][0] == TOTAL_STEPS
+    assert run_store.valid_checkpoints(run_dir)[-1][0] == TOTAL_STEPS
     assert train("full", ["--resume", run_dir]) == 0
     assert_same_results(baselines("full"), run_dir, "SIGKILL while finishing")
 
 
+@pytest.mark.slow
 def test_checkpoint_rotation_keeps_the_latest_and_the_best(tiny_bert, tmp_path):
     done = run_interrupted(tiny_bert, tmp_path, "full", "step", 19, ["SIGINT"], ("--checkpoint_steps", "2"))
     assert done.returncode == 130, done.stderr[-2000:]
     run_dir = only_run(tmp_path)
-    kept = [step for step, _ in run_status.valid_checkpoints(run_dir)]
+    kept = [step for step, _ in run_store.valid_checkpoints(run_dir)]
     history = results_of(run_dir)["train_info"]["history"]
     best = max(history, key=lambda e: e["val_accuracy"])["step"]  # first of equals, as the Trainer keeps it
     assert kept == sorted({best, 19}), (kept, history)
     assert os.listdir(os.path.join(run_dir, "checkpoints")) == [f"checkpoint-{s}" for s in kept] or \
         sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == sorted(f"checkpoint-{s}" for s in kept)
-    for _, folder in run_status.valid_checkpoints(run_dir):
+    for _, folder in run_store.valid_checkpoints(run_dir):
         files = os.listdir(folder)
         assert "model.safetensors" in files and "optimizer.pt" in files and "rng_state.pth" in files, files
 
 
+@pytest.mark.slow
 def test_sigkill_while_saving_leaves_no_claim_and_resumes(tiny_bert, baselines, tmp_path):
     """kill -9 halfway through writing the checkpoint of step 10: the half-written checkpoint is never used,
     results.json still parses and says running, the run is seen as unfinished, and it resumes from step 5."""
@@ -209,10 +214,10 @@ def test_sigkill_while_saving_leaves_no_claim_and_resumes(tiny_bert, baselines, 
     run_dir = only_run(tmp_path)
     results = assert_nothing_claims_completion(run_dir)
     assert results["run_info"]["status"] == "running"
-    assert run_status.effective_status(run_dir, results["run_info"]) == "unfinished"
+    assert run_store.effective_status(run_dir, results["run_info"]) == "unfinished"
     assert results["run_info"]["progress"]["last_checkpoint_step"] == 5
     assert os.path.isdir(os.path.join(run_dir, "checkpoints", "checkpoint-10"))  # the half-written one
-    assert [s for s, _ in run_status.valid_checkpoints(run_dir)] == [5]
+    assert [s for s, _ in run_store.valid_checkpoints(run_dir)] == [5]
     # plot_results and run_status.py name it, with the command that resumes it
     runs = plot_results.load_runs(str(tmp_path))
     notes = plot_results.skip_notes(runs, [], [], plot_results.parse_args(["--results_dir", str(tmp_path)]))
@@ -239,6 +244,7 @@ def last_checkpoint_step(output_dir) -> int | None:
         return (json.load(handle)["run_info"].get("progress") or {}).get("last_checkpoint_step")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGKILL"])
 def test_signal_from_outside_mid_training(tiny_bert, baselines, tmp_path, signame):
     """The plain script, signalled by another process a random moment after a random early checkpoint (both
@@ -275,13 +281,14 @@ def test_signal_from_outside_mid_training(tiny_bert, baselines, tmp_path, signam
     else:
         assert process.returncode == -signal.SIGKILL, (context, errors)
         assert results["run_info"]["status"] == "running", context
-        assert run_status.effective_status(run_dir, results["run_info"]) == "unfinished", context
+        assert run_store.effective_status(run_dir, results["run_info"]) == "unfinished", context
         assert OUTSIDE_STEP <= results["run_info"]["progress"]["last_checkpoint_step"] < OUTSIDE_TOTAL_STEPS, context
     assert train("full", ["--resume", run_dir]) == 0, context
     assert results["run_info"]["total_steps"] == OUTSIDE_TOTAL_STEPS
     assert_same_results(baselines("full", base=tuple(OUTSIDE)), run_dir, context)
 
 
+@pytest.mark.slow
 def test_resume_refuses_what_it_cannot_do(tiny_bert, baselines, tmp_path, capsys):
     completed = baselines("full")
     done = run_interrupted(tiny_bert, tmp_path / "out", "full", "step", 3, ["SIGINT"])
@@ -304,7 +311,7 @@ def test_resume_refuses_what_it_cannot_do(tiny_bert, baselines, tmp_path, capsys
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], (args, err)
     # A run that is still alive (its lock held) is not resumed under it.
-    lock = run_status.RunLock(interrupted)
+    lock = run_store.RunLock(interrupted)
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a+'); "
                                "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
                                lock.path], stdout=subprocess.PIPE, text=True)
@@ -312,16 +319,17 @@ def test_resume_refuses_what_it_cannot_do(tiny_bert, baselines, tmp_path, capsys
         assert holder.stdout.readline().strip() == "held"
         results = results_of(interrupted)
         results["run_info"]["status"] = "running"  # as a live run's file says
-        runner.write_json_atomic(os.path.join(interrupted, "results.json"), results)
-        assert run_status.effective_status(interrupted, results["run_info"]) == "running"
+        run_store.write_json_atomic(os.path.join(interrupted, "results.json"), results)
+        assert run_store.effective_status(interrupted, results["run_info"]) == "running"
         assert train("full", ["--resume", interrupted]) == 2
         assert "is still running" in capsys.readouterr().err
     finally:
         holder.kill()
         holder.wait()
-    assert run_status.effective_status(interrupted, results["run_info"]) == "unfinished"
+    assert run_store.effective_status(interrupted, results["run_info"]) == "unfinished"
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_data(tiny_bert, tmp_path, capsys):
     data = tmp_path / "data" / "sst2"
     data.mkdir(parents=True)
@@ -341,6 +349,7 @@ def test_resume_refuses_changed_data(tiny_bert, tmp_path, capsys):
     assert results_of(run_dir)["run_info"]["status"] == "interrupted"  # untouched
 
 
+@pytest.mark.slow
 def test_unfinished_twin_is_pointed_out(tiny_bert, tmp_path, capsys):
     done = run_interrupted(tiny_bert, tmp_path, "full", "step", 2, ["SIGINT"])
     assert done.returncode == 130
@@ -355,6 +364,7 @@ def test_unfinished_twin_is_pointed_out(tiny_bert, tmp_path, capsys):
     assert f"--resume {run_dir}" in err
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_run_and_names_the_learning_rate(tiny_bert, tmp_path, capsys):
     status = train("full", ["--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + BASE
                    + ["--learning_rate", "1e6"])
@@ -369,26 +379,26 @@ def test_nan_loss_fails_the_run_and_names_the_learning_rate(tiny_bert, tmp_path,
     assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
 
 
-def test_out_of_memory_fails_with_the_batch_size_and_a_way_out(tiny_bert, tmp_path, capsys):
-    from transformers import AutoModelForSequenceClassification
+@pytest.mark.slow
+def test_out_of_memory_fails_with_the_batch_size_and_a_way_out(tiny_bert, tmp_path, capsys, monkeypatch):
+    from ftbench import model_loading
 
-    def loader_for(model_config):
-        def load(*args, **kwargs):
-            model, info = AutoModelForSequenceClassification.from_pretrained(*args, **kwargs)
-            calls = []
+    load_model = model_loading.from_pretrained
 
-            def run_out_on_the_third_training_batch(module, inputs):
-                calls.append(module.training)
-                if sum(calls) == 3:
-                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            model.register_forward_pre_hook(run_out_on_the_third_training_batch)
-            return model, info
-        return load
+    def load(*args, **kwargs):
+        model, info = load_model(*args, **kwargs)
+        calls = []
 
-    import train_full
+        def run_out_on_the_third_training_batch(module, inputs):
+            calls.append(module.training)
+            if sum(calls) == 3:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        model.register_forward_pre_hook(run_out_on_the_third_training_batch)
+        return model, info
 
-    status = runner.run("full", train_full.build_full, ["--model_name_or_path", tiny_bert, "--output_dir",
-                                                        str(tmp_path)] + BASE, "train_full.py", loader_for)
+    monkeypatch.setattr(model_loading, "from_pretrained", load)
+    status = runner.run("full", ["--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + BASE,
+                        "train_full.py")
     assert status == 1
     results = assert_nothing_claims_completion(only_run(tmp_path))
     error = results["run_info"]["error"]
@@ -398,28 +408,29 @@ def test_out_of_memory_fails_with_the_batch_size_and_a_way_out(tiny_bert, tmp_pa
     assert "out of device memory" in capsys.readouterr().err
 
 
-def test_interrupt_before_training_writes_nothing(tiny_bert, tmp_path, capsys):
-    import train_full
+@pytest.mark.slow
+def test_interrupt_before_training_writes_nothing(tiny_bert, tmp_path, capsys, monkeypatch):
+    from ftbench import model_loading
 
-    def loader_for(model_config):
-        def load(*args, **kwargs):
-            raise KeyboardInterrupt  # Ctrl-C while the weights load
-        return load
+    def load(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the weights load
 
-    status = runner.run("full", train_full.build_full, ["--model_name_or_path", tiny_bert, "--output_dir",
-                                                        str(tmp_path)] + BASE, "train_full.py", loader_for)
+    monkeypatch.setattr(model_loading, "from_pretrained", load)
+    status = runner.run("full", ["--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + BASE,
+                        "train_full.py")
     assert status == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: interrupted before training started; nothing was written"], err
     assert not os.path.exists(tmp_path / "runs")
 
 
+@pytest.mark.slow
 def test_simultaneous_runs_never_share_a_folder(tmp_path):
     folders, barrier = [], threading.Barrier(8)
 
     def make():
         barrier.wait()
-        folders.append(runner.create_run_dir(str(tmp_path), "lora", "sst2", "minilm", None))
+        folders.append(run_store.create_run_dir(str(tmp_path), "lora", "sst2", "minilm", None))
     threads = [threading.Thread(target=make) for _ in range(8)]
     for thread in threads:
         thread.start()

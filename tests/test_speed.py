@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import bench_speed
-import flops
 import utils
 from conftest import ROOT, train
+from ftbench import flops
 
 H, LAYERS, INTERMEDIATE = 32, 2, 64  # the tiny BERT of conftest
 
@@ -53,7 +53,7 @@ def test_flops_of_full_fine_tuning_match_the_hand_count():
 
 
 def test_frozen_weights_need_no_weight_gradients():
-    from methods import ModelTransform  # noqa: F401  (the suite's methods import cleanly beside flops)
+    from ftbench.transforms import ModelTransform  # noqa: F401  (the suite's methods import cleanly beside flops)
 
     model = tiny_classifier()
     full = flops.flops_coefficients(model, torch.device("cpu"))
@@ -143,6 +143,7 @@ def test_recipe_pads_to_max_length_and_the_suite_does_not(tiny_bert, tmp_path):
     assert suite["utilisation"]["model_flops_total"] == pytest.approx(recipe["utilisation"]["model_flops_total"])
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_changes_memory_not_results(tiny_bert, tmp_path):
     common = ["--model_name_or_path", tiny_bert, "--max_train_samples", "64", "--max_eval_samples", "32",
               "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--save_model", "false",
@@ -161,6 +162,7 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_bert, tmp_path):
 # -- bench_speed.py ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_speed_compares_the_pipelines_and_sweeps_length_and_batch(tiny_bert, tmp_path, capsys):
     out = str(tmp_path / "speed")
     status = bench_speed.main(["--methods", "full", "--model", tiny_bert, "--dataset", "tweets", "--output_dir", out,
@@ -195,6 +197,7 @@ def test_bench_speed_compares_the_pipelines_and_sweeps_length_and_batch(tiny_ber
     assert os.path.getsize(os.path.join(out, "grow", "scaling.png")) > 10_000
 
 
+@pytest.mark.slow
 def test_a_failed_cell_is_reported_and_the_sweep_goes_on(tiny_bert, tmp_path, capsys):
     """The tiny BERT has 128 positions: texts padded to 256 run past them and that run fails; it is recorded as
     not measured with its error, the other cells still run, and the sweep exits 1. Prefix tuning, whose prefix
@@ -256,6 +259,7 @@ def _one_and_two_processes(model: str, tmp_path, examples: int) -> tuple[dict, d
     return results_of(tmp_path / "one"), results_of(tmp_path / "two")
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_equal_one_process(tiny_bert_no_dropout, tmp_path):
     """DDP over gloo on the CPU: 2 processes x batch 8 against 1 process x batch 16 (the same global batch, the
     same examples in each step). Gradients are averaged over processes instead of examples, which is the same
@@ -284,6 +288,7 @@ def test_two_processes_under_torchrun_equal_one_process(tiny_bert_no_dropout, tm
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_partial_last_global_batch_under_torchrun_is_filled_with_repeated_examples(tiny_bert_no_dropout, tmp_path):
     """150 examples do not divide by the global batch of 16: as the README says, every step but the last equals
     one process's, and in the last step accelerate (even_batches) fills both processes' batches to 8 with

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from stats import mcnemar, mean_curve, paired_bootstrap, summarize
+from ftbench.stats import mcnemar, mean_curve, paired_bootstrap, summarize
 
 # t_{0.975, 2} in closed form: for 2 degrees of freedom, t_p = (2p - 1) * sqrt(2 / (4 p (1 - p))).
 T_975_DF2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))

@@ -9,11 +9,11 @@ import pytest
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
-import run_status
-import runner
 import utils
 from config import DataArguments
 from conftest import QUICK, SHARED_DATA, needs_shared_data, train
+from ftbench import run_store
+from ftbench.trainer import BenchmarkTrainer
 
 H, LAYERS, VOCAB, POSITIONS, INTERMEDIATE, LABELS = 32, 2, 30522, 128, 64, 3  # tiny BERT, tweets (3 labels)
 
@@ -49,7 +49,7 @@ def test_parameter_counts_match_hand_counts(trained_runs):
 def test_results_schema_field_by_field(trained_runs):
     for method in ("full", "lora", "prefix"):
         results = results_of(trained_runs[method])
-        assert results["schema_version"] == runner.SCHEMA_VERSION == 1
+        assert results["schema_version"] == run_store.SCHEMA_VERSION == 1
         assert set(results) == {"schema_version", "run_info", "train_info", "meta_info"}
         run = results["run_info"]
         assert run["method"] == method and run["status"] == "completed" and run["error"] is None
@@ -69,7 +69,7 @@ def test_results_schema_field_by_field(trained_runs):
 
         info = results["train_info"]
         # Every key is one the schema in code (and so the README's table) knows.
-        assert set(run) <= run_status.RESULTS_KEYS["run_info"] and set(info) <= run_status.RESULTS_KEYS["train_info"]
+        assert set(run) <= run_store.RESULTS_KEYS["run_info"] and set(info) <= run_store.RESULTS_KEYS["train_info"]
         epochs, per_epoch = 2, 3  # 160 examples at batch 16 = 10 steps/epoch; 2 evaluations per epoch
         assert info["global_steps"] == 20 and info["epochs"] == pytest.approx(epochs)
         assert [h["step"] for h in info["history"]] == [5, 10, 15, 20]
@@ -191,6 +191,7 @@ def test_each_method_on_sst2_from_the_shared_folder(tiny_bert, tmp_path, method)
     assert inference.main(["--run", run_dir, "--verify"]) == 0
 
 
+@pytest.mark.slow
 def test_the_script_itself_runs_and_exits_with_its_status(tiny_bert, tmp_path):
     """The real command line, in its own process: a tiny run succeeds, bad input exits 2 with one line."""
     import subprocess
@@ -218,7 +219,7 @@ def test_distilbert_prefix_tuning_end_to_end(tiny_distilbert, tmp_path):
     assert run["model_type"] == "distilbert"
     # DistilBERT's checkpoint has no pre_classifier either: it must train and be saved too
     assert run["head_modules"] == ["classifier", "pre_classifier"]
-    assert run["model_loader"] == "prefix_distilbert:load_distilbert_for_prefix"
+    assert run["model_loader"] == "ftbench.methods.prefix:load_distilbert"
     head = (H * H + H) + (H * LABELS + LABELS)
     assert info["num_params_trainable"] == 5 * LAYERS * 2 * H + head
     assert run["peft_config"]["token_dim"] == H and run["peft_config"]["num_layers"] == LAYERS
@@ -278,7 +279,7 @@ def test_failure_and_interruption_are_recorded_not_claimed(tiny_bert, tmp_path, 
         raise KeyboardInterrupt
 
     for patch, code, status in ((crash, 1, "failed"), (interrupt, 130, "interrupted")):
-        monkeypatch.setattr(runner.BenchmarkTrainer, "train", patch)
+        monkeypatch.setattr(BenchmarkTrainer, "train", patch)
         out = tmp_path / status
         assert train("lora", ["--model_name_or_path", tiny_bert, "--output_dir", str(out)] + QUICK) == code
         run_dir = glob.glob(str(out / "runs" / "*"))[0]
@@ -291,7 +292,7 @@ def test_failure_and_interruption_are_recorded_not_claimed(tiny_bert, tmp_path, 
 
 
 def test_run_folders_are_never_reused(tmp_path):
-    folders = {runner.create_run_dir(str(tmp_path), "lora", "sst2", "minilm", None) for _ in range(3)}
+    folders = {run_store.create_run_dir(str(tmp_path), "lora", "sst2", "minilm", None) for _ in range(3)}
     assert len(folders) == 3 and all(os.path.isdir(f) for f in folders)
 
 

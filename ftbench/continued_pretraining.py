@@ -25,9 +25,15 @@ from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguag
 from transformers.trainer_callback import ProgressCallback
 
 import utils
-from config import ConfigError
+from ftbench.errors import ConfigError
+from ftbench.trainer import (
+    BenchmarkTrainer,
+    QuietProgress,
+    common_training_arguments,
+    resolve_pipeline,
+    steps_per_epoch,
+)
 from logger_callback import RunRecorder
-from measured_trainer import BenchmarkTrainer, QuietProgress, common_training_arguments, resolve_pipeline
 
 
 def read_text_file(path: str) -> list[str]:
@@ -107,13 +113,10 @@ def _encoder_with_trained_weights(model_path: str, mlm_model, trust_remote_code:
     return encoder, sorted(result.missing_keys)
 
 
-def mlm_pretrain(run_config, model_path: str, tokenizer, texts: list[str], out_dir: str,
-                 device: torch.device, log_path: str | None) -> dict:
-    """MLM training of model_path's encoder on texts for run_config.pretraining's budget; saves the encoder and
-    the tokenizer to out_dir (loadable with AutoModelForSequenceClassification.from_pretrained(out_dir)) and
-    returns what it cost and did, as a JSON-able dict."""
-    pretraining, training = run_config.pretraining, run_config.training
-    trust_remote_code = run_config.model.trust_remote_code
+def _pretraining_texts(run_config, tokenizer, texts: list[str]) -> tuple[list[str], str]:
+    """The non-blank texts and where they come from; ConfigError or utils.DataError (one line) if there is no
+    budget, no text, or no mask token to train with."""
+    pretraining = run_config.pretraining
     if not pretraining.enabled:
         raise ConfigError("continued pre-training needs a budget: set --mlm_epochs or --mlm_max_steps above 0")
     texts = [text for text in texts if text and text.strip()]
@@ -123,37 +126,51 @@ def mlm_pretrain(run_config, model_path: str, tokenizer, texts: list[str], out_d
     if tokenizer.mask_token is None:
         raise ConfigError(f"the tokenizer of '{run_config.model.model_name_or_path}' has no mask token, so it "
                           f"cannot do masked-language modelling; use an MLM encoder (BERT, DistilBERT, RoBERTa)")
+    return texts, source
 
-    recorder = _PretrainingRecorder(log_path, device.type, echo=True)
-    transformers.set_seed(training.seed)  # a new MLM head (e.g. a sentence-embedding checkpoint) is seeded
+
+def _load_mlm_model(run_config, model_path: str):
+    """The masked-language model of model_path, and the names of its weights newly initialised (an MLM head
+    the checkpoint lacks)."""
     try:
         mlm_model, loading_info = AutoModelForMaskedLM.from_pretrained(
-            model_path, output_loading_info=True, trust_remote_code=trust_remote_code)
+            model_path, output_loading_info=True, trust_remote_code=run_config.model.trust_remote_code)
     except ValueError as error:  # no masked-LM class for this architecture
         raise ConfigError(f"continued pre-training needs a masked-language-model encoder; cannot load "
                           f"'{run_config.model.model_name_or_path}' as one: {str(error).splitlines()[0]}") from None
     parameter_names = set(mlm_model.state_dict())
-    head_new = sorted(key for key in loading_info["missing_keys"] if key in parameter_names)
+    return mlm_model, sorted(key for key in loading_info["missing_keys"] if key in parameter_names)
 
+
+def _mlm_dataset(run_config, mlm_model, tokenizer, texts: list[str]):
+    """The tokenised texts as training examples, and the collator that masks them."""
     encoded = tokenizer(texts, truncation=True, max_length=run_config.data.max_seq_length,
                         return_special_tokens_mask=True)
     keys = _model_inputs(mlm_model, encoded) + ["special_tokens_mask"]  # the collator never masks special tokens
     dataset = [{key: encoded[key][i] for key in keys} for i in range(len(texts))]
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pretraining.mlm_probability)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=run_config.pretraining.mlm_probability)
+    return dataset, collator
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    batches_per_epoch = math.ceil(len(dataset) / (training.per_device_train_batch_size * world_size))
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
+
+def _plan_line(run_config, num_texts: int, source: str, head_new: list[str]) -> str:
+    """The log line announcing the phase: texts, budget, batch, learning rate, masking, new head weights."""
+    pretraining, training = run_config.pretraining, run_config.training
+    epoch_steps = steps_per_epoch(training, num_texts)
     if pretraining.mlm_max_steps > 0:
-        budget = f"{pretraining.mlm_max_steps} steps ({pretraining.mlm_max_steps / steps_per_epoch:.2f} epochs)"
+        budget = f"{pretraining.mlm_max_steps} steps ({pretraining.mlm_max_steps / epoch_steps:.2f} epochs)"
     else:
-        budget = (f"{pretraining.mlm_epochs:g} epochs "
-                  f"({math.ceil(pretraining.mlm_epochs * steps_per_epoch)} steps)")
-    recorder.write(f"continued pre-training: MLM on {len(dataset)} texts ({source}), budget {budget}, batch "
-                   f"{training.per_device_train_batch_size}x{training.gradient_accumulation_steps}, learning rate "
-                   f"{pretraining.mlm_learning_rate:g}, masking {pretraining.mlm_probability:g} of the tokens; "
-                   f"MLM head newly initialised: {', '.join(head_new) or 'none'}")
+        budget = f"{pretraining.mlm_epochs:g} epochs ({math.ceil(pretraining.mlm_epochs * epoch_steps)} steps)"
+    return (f"continued pre-training: MLM on {num_texts} texts ({source}), budget {budget}, batch "
+            f"{training.per_device_train_batch_size}x{training.gradient_accumulation_steps}, learning rate "
+            f"{pretraining.mlm_learning_rate:g}, masking {pretraining.mlm_probability:g} of the tokens; "
+            f"MLM head newly initialised: {', '.join(head_new) or 'none'}")
 
+
+def _train(run_config, mlm_model, dataset: list, collator, recorder, device: torch.device,
+           out_dir: str) -> tuple[int, float]:
+    """MLM training for the phase's budget, its Trainer's scratch folder beside out_dir (removed afterwards);
+    returns (optimizer steps, epochs)."""
+    pretraining, training = run_config.pretraining, run_config.training
     scratch = tempfile.mkdtemp(prefix=".mlm-trainer-", dir=os.path.dirname(os.path.abspath(out_dir)))
     trainer = None
     try:
@@ -177,12 +194,61 @@ def mlm_pretrain(run_config, model_path: str, tokenizer, texts: list[str], out_d
         trainer.add_callback(QuietProgress)
         trainer.train()
         state = trainer.state
-        global_steps, epochs = state.global_step, state.epoch
+        return state.global_step, state.epoch
     finally:
         del trainer
         shutil.rmtree(scratch, ignore_errors=True)
 
-    encoder, not_copied = _encoder_with_trained_weights(model_path, mlm_model, trust_remote_code)
+
+def _summary(recorder, pretraining, train_time_s: float, global_steps: int, epochs: float, num_texts: int,
+             head_new: list[str], not_copied: list[str], out_dir: str) -> dict:
+    """What the phase cost and did, as a JSON-able dict."""
+    return {
+        "train_time_s": round(train_time_s, 6),
+        "global_steps": global_steps,
+        "epochs": epochs,
+        "train_samples": recorder.train_samples,
+        "train_tokens": recorder.train_tokens,
+        "train_samples_per_s": round(recorder.train_samples / train_time_s, 3) if train_time_s else None,
+        "train_tokens_per_s": round(recorder.train_tokens / train_time_s, 3) if train_time_s else None,
+        "memory": recorder.memory,
+        "train_loss_log": recorder.train_loss_log,
+        "final_train_loss": recorder.train_loss_log[-1]["loss"] if recorder.train_loss_log else None,
+        "num_texts": num_texts,
+        "learning_rate": pretraining.mlm_learning_rate,
+        "mlm_probability": pretraining.mlm_probability,
+        "mlm_head_newly_initialised": head_new,
+        # Weights of the saved encoder that MLM did not train (BERT's pooler): kept as pretrained.
+        "weights_kept_pretrained": not_copied,
+        "saved_to": out_dir,
+    }
+
+
+def _done_line(info: dict, train_time_s: float) -> str:
+    """The log line closing the phase: steps, final loss, time, speed, peak memory, where the encoder went."""
+    memory, final_loss = info["memory"], info["final_train_loss"]
+    peak = (f"{memory['peak_mem_alloc_mib']:.0f} MiB allocated on the GPU" if memory.get("device_type") == "cuda"
+            else f"{memory.get('peak_rss_mib', 0):.0f} MiB resident")
+    return (f"continued pre-training done: {info['global_steps']} steps ({info['epochs']:.2f} epochs), final MLM "
+            f"loss {'-' if final_loss is None else format(final_loss, '.4f')}, train time "
+            f"{train_time_s:.1f}s, {info['train_samples_per_s'] or 0:.1f} samples/s, peak memory {peak}; "
+            f"encoder saved to {info['saved_to']}")
+
+
+def mlm_pretrain(run_config, model_path: str, tokenizer, texts: list[str], out_dir: str,
+                 device: torch.device, log_path: str | None) -> dict:
+    """MLM training of model_path's encoder on texts for run_config.pretraining's budget; saves the encoder and
+    the tokenizer to out_dir (loadable with AutoModelForSequenceClassification.from_pretrained(out_dir)) and
+    returns what it cost and did, as a JSON-able dict."""
+    texts, source = _pretraining_texts(run_config, tokenizer, texts)
+    recorder = _PretrainingRecorder(log_path, device.type, echo=True)
+    transformers.set_seed(run_config.training.seed)  # a new MLM head (e.g. a sentence-embedding checkpoint) is seeded
+    mlm_model, head_new = _load_mlm_model(run_config, model_path)
+    dataset, collator = _mlm_dataset(run_config, mlm_model, tokenizer, texts)
+    recorder.write(_plan_line(run_config, len(dataset), source, head_new))
+    global_steps, epochs = _train(run_config, mlm_model, dataset, collator, recorder, device, out_dir)
+
+    encoder, not_copied = _encoder_with_trained_weights(model_path, mlm_model, run_config.model.trust_remote_code)
     del mlm_model
     gc.collect()
     if device.type == "cuda":
@@ -194,31 +260,7 @@ def mlm_pretrain(run_config, model_path: str, tokenizer, texts: list[str], out_d
     gc.collect()
 
     train_time_s = recorder.train_time_s()
-    final_loss = recorder.train_loss_log[-1]["loss"] if recorder.train_loss_log else None
-    info = {
-        "train_time_s": round(train_time_s, 6),
-        "global_steps": global_steps,
-        "epochs": epochs,
-        "train_samples": recorder.train_samples,
-        "train_tokens": recorder.train_tokens,
-        "train_samples_per_s": round(recorder.train_samples / train_time_s, 3) if train_time_s else None,
-        "train_tokens_per_s": round(recorder.train_tokens / train_time_s, 3) if train_time_s else None,
-        "memory": recorder.memory,
-        "train_loss_log": recorder.train_loss_log,
-        "final_train_loss": final_loss,
-        "num_texts": len(dataset),
-        "learning_rate": pretraining.mlm_learning_rate,
-        "mlm_probability": pretraining.mlm_probability,
-        "mlm_head_newly_initialised": head_new,
-        # Weights of the saved encoder that MLM did not train (BERT's pooler): kept as pretrained.
-        "weights_kept_pretrained": not_copied,
-        "saved_to": out_dir,
-    }
-    memory = recorder.memory
-    peak = (f"{memory['peak_mem_alloc_mib']:.0f} MiB allocated on the GPU" if memory.get("device_type") == "cuda"
-            else f"{memory.get('peak_rss_mib', 0):.0f} MiB resident")
-    recorder.write(f"continued pre-training done: {global_steps} steps ({epochs:.2f} epochs), final MLM loss "
-                   f"{'-' if final_loss is None else format(final_loss, '.4f')}, train time {train_time_s:.1f}s, "
-                   f"{info['train_samples_per_s'] or 0:.1f} samples/s, peak memory {peak}; "
-                   f"encoder saved to {out_dir}")
+    info = _summary(recorder, run_config.pretraining, train_time_s, global_steps, epochs, len(dataset), head_new,
+                    not_copied, out_dir)
+    recorder.write(_done_line(info, train_time_s))
     return info

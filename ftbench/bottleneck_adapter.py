@@ -43,8 +43,8 @@ import re
 import torch
 from torch import nn
 
-from config import ConfigError
-from methods import ENCODER_LAYOUTS, ModelTransform, freeze_all_but, in_modules, layer_regex
+from ftbench.errors import ConfigError
+from ftbench.transforms import ENCODER_LAYOUTS, ModelTransform, freeze_all_but, in_modules, layer_regex
 
 # Which roles (keys of methods.ENCODER_LAYOUTS) get an adapter, per style.
 STYLES = {"houlsby": ("attention_output", "ffn_out"), "pfeiffer": ("ffn_out",)}

@@ -16,11 +16,13 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-import run_status
-import utils
 from config import RunConfig
+from ftbench import run_store
+from ftbench.distributed import world_size
+from ftbench.length_sampler import LengthGroupedShuffleSampler, length_sorted_order, real_lengths
+from ftbench.metrics import classification_metrics
+from ftbench.run_store import CHECKPOINTS_DIR, RESUME_STATE_FILE, write_json_atomic
 from logger_callback import RunRecorder
-from run_status import RESUME_STATE_FILE, write_json_atomic
 
 TRAINABLE_STATE_FILE = "trainable_state.safetensors"  # in checkpoints of peft models
 
@@ -50,7 +52,7 @@ class BenchmarkTrainer(Trainer):
     def _lengths(self, dataset) -> list[int]:
         cache = self.__dict__.setdefault("_lengths_cache", {})
         if id(dataset) not in cache:
-            cache[id(dataset)] = utils.real_lengths(dataset)
+            cache[id(dataset)] = real_lengths(dataset)
         return cache[id(dataset)]
 
     def _get_train_sampler(self, train_dataset=None):
@@ -58,9 +60,9 @@ class BenchmarkTrainer(Trainer):
         if not self.group_by_length:
             return super()._get_train_sampler(train_dataset)
         # One group per global batch, so that every process's share of a step is of similar length too.
-        return utils.LengthGroupedShuffleSampler(self._lengths(dataset),
-                                                 self.args.per_device_train_batch_size * self.args.world_size,
-                                                 seed=self.args.seed)
+        return LengthGroupedShuffleSampler(self._lengths(dataset),
+                                           self.args.per_device_train_batch_size * self.args.world_size,
+                                           seed=self.args.seed)
 
     def _get_eval_sampler(self, eval_dataset):
         if not self.group_by_length:
@@ -71,7 +73,7 @@ class BenchmarkTrainer(Trainer):
         """The order evaluation visits a split in (predictions come back in it), or None for the split's own."""
         if not self.group_by_length:
             return None
-        return utils.length_sorted_order(self._lengths(dataset))
+        return length_sorted_order(self._lengths(dataset))
 
     def _save_checkpoint(self, model, trial):
         """The Trainer's checkpoint (weights as safetensors, optimizer, scheduler, RNG states, trainer state),
@@ -99,7 +101,7 @@ class BenchmarkTrainer(Trainer):
         keep = {os.path.abspath(folder)}
         if self.state.best_model_checkpoint:
             keep.add(os.path.abspath(self.state.best_model_checkpoint))
-        for _, other in run_status.valid_checkpoints(os.path.dirname(self.args.output_dir)):
+        for _, other in run_store.valid_checkpoints(os.path.dirname(self.args.output_dir)):
             if os.path.abspath(other) not in keep:
                 shutil.rmtree(other, ignore_errors=True)
         if self.on_checkpoint is not None:
@@ -222,8 +224,10 @@ def resolve_pipeline(run_config: RunConfig, device: torch.device) -> dict:
     }
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def steps_per_epoch(training, num_train_examples: int) -> int:
+    """Optimizer steps in one pass over the training data, over every process."""
+    batches_per_epoch = math.ceil(num_train_examples / (training.per_device_train_batch_size * world_size()))
+    return max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
 
 
 def common_training_arguments(training, pipeline: dict, device: torch.device) -> dict:
@@ -251,3 +255,56 @@ def common_training_arguments(training, pipeline: dict, device: torch.device) ->
         activation_checkpointing_kwargs={"use_reentrant": False} if pipeline["gradient_checkpointing"] else None,
         disable_tqdm=False,
     )
+
+
+def build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir: str, device, stop=None,
+                  save: bool = True) -> BenchmarkTrainer:
+    """The Trainer of a run's fine-tuning: evaluations and checkpoints on the run's schedule (checkpoints only
+    where the run can resume from them: save), the best checkpoint selected at the end, and a stop on request."""
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    from ftbench.stopping import StopOnRequest
+
+    training = run_config.training
+    metric = training.metric_for_best_model
+    never = 10**12  # the schedule callback decides when to evaluate and save
+    args = TrainingArguments(
+        # Absolute, because the trainer state records checkpoint paths and a run may resume from another folder.
+        output_dir=os.path.abspath(os.path.join(run_dir, CHECKPOINTS_DIR)),
+        num_train_epochs=training.num_train_epochs,
+        max_steps=training.max_steps,
+        per_device_train_batch_size=training.per_device_train_batch_size,
+        per_device_eval_batch_size=training.per_device_eval_batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        learning_rate=training.learning_rate,
+        eval_strategy="steps",
+        eval_steps=never,
+        save_strategy="steps",
+        save_steps=never,
+        save_total_limit=None,  # BenchmarkTrainer keeps the latest and the best, once each is complete
+        save_only_model=False,  # optimizer, scheduler and RNG states too: a run resumes exactly where it stopped
+        load_best_model_at_end=not is_adalora(model),  # AdaLoRA's earlier checkpoints do not fit its final ranks
+        logging_nan_inf_filter=False,  # a NaN loss must stop the run (the recorder checks), not be averaged away
+        metric_for_best_model=f"eval_{metric}",
+        greater_is_better=metric != "loss",
+        **common_training_arguments(training, run_config.pipeline, device),
+    )
+    trainer = BenchmarkTrainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=lambda prediction: classification_metrics(prediction.predictions, prediction.label_ids),
+        callbacks=[EvaluationSchedule(steps_per_epoch(training, len(tokenized["train"])), training.evals_per_epoch,
+                                      save=save, checkpoint_steps=training.checkpoint_steps), recorder]
+        + ([StopOnRequest(stop, save=save)] if stop is not None else []),
+        recorder=recorder,
+        group_by_length=run_config.pipeline["group_by_length"],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress)
+    if is_adalora(model):
+        trainer.add_callback(AdaLoraBudget())
+    return trainer

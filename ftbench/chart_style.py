@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import matplotlib
 
-from run_results import label_of
+from ftbench.run_store import label_of
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402, F401  (after choosing the backend; the charts draw with it)

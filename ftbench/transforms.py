@@ -7,7 +7,7 @@ what trained (model/trained_parameters.safetensors) plus how to rebuild the rest
     transform = BitFit()
     model = transform.apply(model, head_modules=["classifier"])   # only biases and the head train
     save_trained(model, transform, "model/")                       # writes the trained tensors only
-    model = load_trained(fresh_base_model, "model/", head_modules)  # saved_transforms.py; inference.py does this
+    model = load_trained(fresh_base_model, "model/", head_modules)  # as inference.py does
 
 The runner counts, trains, saves and reloads every ModelTransform the same way.
 """
@@ -125,3 +125,31 @@ def save_trained(model: torch.nn.Module, transform: ModelTransform, model_dir: s
     with open(os.path.join(model_dir, METHOD_FILE), "w", encoding="utf-8") as handle:
         json.dump({**transform.to_dict(), **(extra or {})}, handle, indent=2)
         handle.write("\n")
+
+
+def transform_from_dict(spec: dict) -> ModelTransform:
+    """Rebuild a transform from what to_dict() recorded, through its method's registry entry."""
+    from ftbench.registry import all_methods
+
+    method = all_methods().get(spec["transform"])
+    if method is None or method.rebuild is None:
+        raise ValueError(f"unknown method transform '{spec['transform']}' in {METHOD_FILE}")
+    return method.rebuild(spec.get("options", {}))
+
+
+def load_trained(model: torch.nn.Module, model_dir: str, head_modules: list[str]) -> torch.nn.Module:
+    """Rebuild the method on a freshly loaded base model and load its trained tensors; every saved tensor
+    must find its parameter, and every trainable parameter must be in the file."""
+    from safetensors.torch import load_file
+
+    with open(os.path.join(model_dir, METHOD_FILE), encoding="utf-8") as handle:
+        spec = json.load(handle)
+    model = transform_from_dict(spec).apply(model, head_modules)
+    state = load_file(os.path.join(model_dir, TRAINED_FILE))
+    expected = {name for name, p in model.named_parameters() if p.requires_grad}
+    if set(state) != expected:
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ValueError(f"saved parameters do not fit the rebuilt model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    model.load_state_dict(state, strict=False)
+    return model

@@ -1,0 +1,18 @@
+"""The one kind of error a user's input raises before a run starts, and the one way options are checked.
+Every module that refuses input raises ConfigError; the scripts print its message on one line and exit 2."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; its message names the problem and the fix, in one line (line breaks
+    that come from a user's values are shown escaped)."""
+
+    def __init__(self, message: str):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
+
+
+def check(condition: bool, message: str) -> None:
+    """The one way options are validated: a ConfigError with the message (the problem and the fix) unless true."""
+    if not condition:
+        raise ConfigError(message)

@@ -1,0 +1,47 @@
+"""LN tuning (Qi et al., 2022): only the encoder's LayerNorm layers (their scale and shift) and the head train,
+through peft's LNTuningConfig. A sibling of BitFit: a few tens of thousands of weights."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from ftbench.errors import ConfigError
+from ftbench.registry import Method, register
+
+# peft 0.21 asks every layer it wraps for in/out features and warns when, as for a LayerNorm, it has none; its own
+# LN tuning then works (tests/test_ln_tuning.py). Filtered wherever the registry is read: training and inference.
+warnings.filterwarnings("ignore", message=r"Unsupported layer type '<class 'torch\.nn\.modules\.normalization\."
+                        r"LayerNorm'>' encountered", category=UserWarning)
+
+
+@dataclass
+class LNTuningArguments:
+    """LN tuning trains the LayerNorm layers only (and the head)."""
+
+
+def layer_norm_names(model_config) -> list[str]:
+    """Short names of the model's LayerNorm layers, from its architecture alone (no weights are loaded); peft
+    knows none for BERT-like encoders."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(model_config)
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.LayerNorm)})
+
+
+def build_ln_tuning(run_config, model_config, head_modules):
+    from peft import LNTuningConfig, TaskType
+
+    names = layer_norm_names(model_config)
+    if not names:
+        raise ConfigError(f"LN tuning found no LayerNorm layer in this {model_config.model_type} model; use "
+                          f"train_bitfit.py or train_lora.py")
+    return LNTuningConfig(task_type=TaskType.SEQ_CLS, target_modules=names, modules_to_save=list(head_modules))
+
+
+LN_TUNING = register(Method(
+    name="ln_tuning", options=LNTuningArguments, learning_rate=5e-3, build=build_ln_tuning,
+    description="LN tuning: only the LayerNorm layers and the head train"))

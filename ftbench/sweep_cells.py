@@ -1,0 +1,140 @@
+"""The cells of a sweep (benchmark.py): the resolved grid, each cell's training options (a learning-rate search
+cell's included), the search's choice of rate, and the cells' runs already on disk, which a re-run of the sweep
+skips or resumes.
+
+    cells = search_cells(sweep) + run_cells(sweep)
+    done = completed_run(cells[0], sweep)   # its newest completed results, or None
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+from config import parse_args
+from ftbench import run_store
+
+
+@dataclass
+class Sweep:
+    """The resolved grid: what every cell runs."""
+
+    name: str
+    folder: str
+    methods: list
+    datasets: list
+    models: list
+    seeds: list
+    data_dir: str | None
+    run_args: list
+    method_args: dict
+    lr_search: bool
+    lr_search_factors: list
+    lr_search_args: list
+    lr_search_seed: int
+
+    def settings(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "folder")}
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Cell:
+    kind: str  # "run", or "lr_search"
+    method: str
+    dataset: str
+    model: str
+    seed: int
+    learning_rate: float | None = None
+
+    @property
+    def group(self) -> str:
+        return f"{self.method}|{self.dataset}|{self.model}"
+
+    @property
+    def cell_id(self) -> str:
+        model = "".join(c if c.isalnum() or c in ".-" else "-" for c in os.path.basename(self.model.rstrip("/")))
+        base = f"{self.method}-{self.dataset}-{model}-seed{self.seed}"
+        return f"lr{self.learning_rate:g}-{base}" if self.kind == "lr_search" else base
+
+    def output_dir(self, sweep: Sweep) -> str:
+        return os.path.join(sweep.folder, "lr_search") if self.kind == "lr_search" else sweep.folder
+
+    def argv(self, sweep: Sweep, learning_rate: float | None = None) -> list[str]:
+        args = ["--model_name_or_path", self.model, "--dataset", self.dataset, "--seed", str(self.seed),
+                "--output_dir", self.output_dir(sweep), "--run_name", self.cell_id]
+        args += ["--data_dir", sweep.data_dir] if sweep.data_dir else []
+        args += sweep.run_args + sweep.method_args.get(self.method, [])
+        if self.kind == "lr_search":
+            args += sweep.lr_search_args + ["--learning_rate", f"{self.learning_rate:g}", "--save_model", "false"]
+        elif learning_rate is not None:
+            args += ["--learning_rate", f"{learning_rate:g}"]
+        return args
+
+
+def base_learning_rate(sweep: Sweep, method: str) -> float:
+    """The rate a method would run at in this sweep: its default, or what its options set."""
+    return parse_args(method, Cell("run", method, sweep.datasets[0], sweep.models[0], 1).argv(sweep)
+                      ).training.learning_rate
+
+
+def search_cells(sweep: Sweep) -> list[Cell]:
+    cells = []
+    for dataset in sweep.datasets:
+        for model in sweep.models:
+            for method in sweep.methods:
+                base = base_learning_rate(sweep, method)
+                cells += [Cell("lr_search", method, dataset, model, sweep.lr_search_seed, float(f"{base * f:.3g}"))
+                          for f in sweep.lr_search_factors]
+    return cells
+
+
+def run_cells(sweep: Sweep) -> list[Cell]:
+    return [Cell("run", method, dataset, model, seed) for dataset in sweep.datasets for model in sweep.models
+            for method in sweep.methods for seed in sweep.seeds]
+
+
+def find_runs(output_dir: str) -> dict:
+    """{run_name: [results, ...]} of every run folder under output_dir/runs, newest last."""
+    found = {}
+    for path in run_store.results_paths(output_dir):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                results = json.load(handle)
+            name = results["run_info"]["config"]["training"]["run_name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable or foreign: not a cell's run
+        found.setdefault(name, []).append(results)
+    for runs in found.values():
+        runs.sort(key=lambda r: (r["run_info"].get("started_at") or "", r["run_info"]["run_id"]))
+    return found
+
+
+def completed_run(cell: Cell, sweep: Sweep) -> dict | None:
+    runs = [r for r in find_runs(cell.output_dir(sweep)).get(cell.cell_id, [])
+            if r["run_info"].get("status") == "completed"]
+    return runs[-1] if runs else None
+
+
+def resumable_run(cell: Cell, sweep: Sweep) -> str | None:
+    """The folder of the cell's newest run if it stopped early (interrupted, or killed: unfinished) and can
+    continue from its checkpoint, so that re-running the sweep resumes it rather than starting over."""
+    runs = find_runs(cell.output_dir(sweep)).get(cell.cell_id, [])
+    if not runs or runs[-1]["run_info"].get("resumable") is False:
+        return None
+    info = runs[-1]["run_info"]
+    run_dir = os.path.join(cell.output_dir(sweep), run_store.RUNS_DIR, info["run_id"])
+    return run_dir if run_store.effective_status(run_dir, info) in ("interrupted", "unfinished") else None
+
+
+def choose_learning_rate(candidates: list[dict]) -> dict | None:
+    """Best validation accuracy; ties go to the lower validation loss, then the lower rate."""
+    usable = [c for c in candidates if c.get("best_val_accuracy") is not None]
+    if not usable:
+        return None
+    return min(usable, key=lambda c: (-c["best_val_accuracy"], c["best_val_loss"], c["learning_rate"]))
