@@ -9,5 +9,10 @@ set here, before the import; later would be too late.
 """
 
 import logging
+import time
 
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+# When the script began importing its libraries (this module comes first): the runner measures a run's wall
+# time, start-up and imports included, from here (train_info.wall_time_s).
+IMPORTED_AT = time.perf_counter()

@@ -4,6 +4,7 @@ the test predictions, and saving what inference needs."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import torch
@@ -138,9 +139,37 @@ def _revalidate(trainer, validation, best: dict) -> dict:
     return again
 
 
+class PhaseClock:
+    """A run's wall time by phase (train_info.wall_time_breakdown_s): each mark() charges the time since the
+    previous mark to the phase it names."""
+
+    def __init__(self, start: float):
+        self.start = self.last = start
+        self.phases: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last
+        self.last = now
+
+    def split_training(self, train_time_s: float, eval_time_s: float) -> None:
+        """The training loop's wall time as training (the recorder's train time), evaluation, and the rest
+        (checkpoints, callbacks); a resumed run's recorded times include earlier sessions, so they are capped."""
+        loop = self.phases.pop("training_loop", 0.0)
+        training = min(train_time_s, loop)
+        evaluation = min(eval_time_s, loop - training)
+        self.phases.update(training=training, evaluation=evaluation,
+                           checkpoints_and_callbacks=loop - training - evaluation)
+
+    def record(self) -> dict:
+        return {"wall_time_s": round(self.last - self.start, 3),
+                "wall_time_breakdown_s": {phase: round(seconds, 3) for phase, seconds in self.phases.items()}}
+
+
 def finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config, method_object,
-            utilisation: dict | None = None) -> dict:
+           utilisation: dict | None = None, clock: PhaseClock | None = None) -> dict:
     """Test the selected checkpoint, save what inference needs, and gather the training figures."""
+    clock = clock or PhaseClock(time.perf_counter())
     training = run_config.training
     state = trainer.state
     figures = _train_figures(recorder, utilisation)
@@ -152,7 +181,9 @@ def finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config
         best = min(recorder.history, key=lambda e: e["val_loss"])
     else:
         best = max(recorder.history, key=lambda e: e[f"val_{training.metric_for_best_model}"])
+    clock.mark("training_figures")
     revalidated = _revalidate(trainer, tokenized["validation"], best)
+    clock.mark("revalidation")
     metrics, logits, label_ids = _predict_in_order(trainer, tokenized["test"])
     probabilities = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
     test = {
@@ -171,9 +202,11 @@ def finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config
             "predictions": probabilities.argmax(-1).tolist(),
             "probabilities": np.round(probabilities, 6).tolist(),
         })
+    clock.mark("testing")
     saved = {}
     if training.save_model and trainer.is_world_process_zero():
         saved = save_model(trainer, run_dir, run_config, method_object)
+    clock.mark("saving")
     info = {
         **parameters,
         "global_steps": state.global_step,
@@ -229,3 +262,28 @@ def save_model(trainer, run_dir: str, run_config: RunConfig, method_object) -> d
         trainer.processing_class.save_pretrained(merged_dir)
         saved["merged_checkpoint_size_mib"] = saved_size(merged_dir)["checkpoint_size_mib"]
     return saved
+
+
+def summary_lines(info: dict, pretraining_info: dict | None) -> list[str]:
+    """The lines a completed run ends its log with: utilisation, test figures against the baseline, wall time."""
+    lines = []
+    utilisation = info["utilisation"]
+    if utilisation.get("mfu") is not None:
+        lines.append(f"model FLOPs utilisation {100 * utilisation['mfu']:.1f}% "
+                     f"({utilisation['achieved_model_flops_per_s'] / 1e9:.2f} of "
+                     f"{utilisation['peak_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s peak matmul); "
+                     f"{100 * info['train_tokens'] / info['train_padded_tokens']:.0f}% of the tokens "
+                     f"computed on were text, the rest padding")
+    baseline = info["test"]["majority_baseline"]
+    lines.append(f"test accuracy {info['test']['accuracy']:.4f}, macro-F1 {info['test']['f1_macro']:.4f} "
+                 f"(always '{baseline['label']}': {baseline['accuracy']:.4f}, {baseline['f1_macro']:.4f}); "
+                 f"train time {info['train_time_s']:.1f}s, {info['train_samples_per_s']:.1f} samples/s; "
+                 f"peak memory {memory_summary(info['memory'])}")
+    if pretraining_info is not None:
+        lines.append(f"with continued pre-training: total train time {info['total_train_time_s']:.1f}s "
+                     f"(MLM {pretraining_info['train_time_s']:.1f}s); MLM peak memory "
+                     f"{memory_summary(pretraining_info['memory'])}")
+    phases = sorted(info["wall_time_breakdown_s"].items(), key=lambda item: -item[1])
+    lines.append(f"wall time {info['wall_time_s']:.1f}s: " + ", ".join(
+        f"{name.replace('_', ' ')} {seconds:.1f}s" for name, seconds in phases if seconds >= 0.05))
+    return lines

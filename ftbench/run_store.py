@@ -55,7 +55,7 @@ RESULTS_KEYS = {
         "train_samples_per_s", "train_tokens_per_s", "train_padded_tokens", "steady_state", "pipeline",
         "utilisation", "memory", "checkpoint_size_mib", "checkpoint_files", "tokenizer_size_mib",
         "merged_checkpoint_size_mib", "pretraining", "total_train_time_s", "final_generalization_gap",
-        "global_steps", "epochs", "stopped_at_step", "resume_from_step"}),
+        "global_steps", "epochs", "stopped_at_step", "resume_from_step", "wall_time_s", "wall_time_breakdown_s"}),
 }
 
 

@@ -13,7 +13,7 @@ results/runs/<run id>/, holding results.json (schema in docs/results_schema.md),
 
 from __future__ import annotations
 
-import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
+import quiet_imports  # first: silences third-party start-up lines
 
 import contextlib
 import datetime as dt
@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from ftbench import finish, run_store
 from ftbench.distributed import init_distributed, is_main_process, share_from_main
 from ftbench.errors import ConfigError
 from ftbench.failures import failure_message, out_of_memory_message
+from ftbench.finish import PhaseClock
 from ftbench.model_loading import (
     apply_method,
     base_loader,
@@ -75,6 +77,7 @@ class RunContext:
     argv: list[str] | None
     prog: str | None
     stop: StopRequest
+    clock: PhaseClock
     run_config: RunConfig | None = None
     device: torch.device | None = None
     model_path: str = ""
@@ -101,13 +104,8 @@ class RunContext:
     exit_code: int = 0
     stopped_at_step: int | None = None
 
-    @property
-    def resumable(self) -> bool:
-        return self.method.not_resumable_because is None
-
-    @property
-    def results_path(self) -> str:
-        return os.path.join(self.run_dir, RESULTS_FILE)
+    resumable = property(lambda self: self.method.not_resumable_because is None)
+    results_path = property(lambda self: os.path.join(self.run_dir, RESULTS_FILE))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,6 +141,7 @@ def prepare(ctx: RunContext, recorded: RunConfig | None = None) -> None:
                                                          run_config.model.trust_remote_code)
     resolve_settings(method, run_config, ctx.model_config)
     method.build(run_config, ctx.model_config, [])  # fits the architecture? Before any data or weights load.
+    ctx.clock.mark("options_and_checks")
     ctx.splits = utils.load_splits(run_config.data)
     if run_config.pretraining.mlm_text_file:
         from ftbench.continued_pretraining import read_text_file
@@ -153,6 +152,7 @@ def prepare(ctx: RunContext, recorded: RunConfig | None = None) -> None:
                                           run_config.data.padding)
     run_config.total_steps = total_training_steps(run_config, len(ctx.tokenized["train"]))
     ctx.run_config = run_config
+    ctx.clock.mark("data_loading_and_tokenising")
 
 
 def build_model(ctx: RunContext, weights_path: str) -> None:
@@ -175,6 +175,7 @@ def set_up(ctx: RunContext) -> None:
     if ctx.previous:
         check_same_data(ctx.previous["run_info"], ctx.splits)
     build_model(ctx, ctx.model_path)
+    ctx.clock.mark("model_loading")
     ctx.run_config.pipeline["attn_implementation"] = getattr(ctx.model.config, "_attn_implementation", None)
     init_distributed(ctx.device)
     if ctx.run_config.pretraining.enabled:
@@ -282,6 +283,7 @@ def open_run_folder(ctx: RunContext) -> run_store.RunLock | None:
     else:
         ctx.recorder.write(f"run {info['run_id']}: {info['method_label']} on {run_config.data.dataset} "
                            f"({ctx.splits.sizes()}) with {run_config.model.model_name_or_path}, device {ctx.device}")
+    ctx.clock.mark("run_folder_and_provenance")
     return lock
 
 
@@ -309,7 +311,9 @@ def continued_pretraining(ctx: RunContext) -> None:
                             os.path.join(ctx.run_dir, BACKBONE_DIR), ctx.device, ctx.recorder.log_path)
         ctx.pretraining_info = {**info, "text_source": source, "kept": True}
         gc.collect()
+    ctx.clock.mark("mlm_pretraining")
     build_model(ctx, ctx.pretraining_info["saved_to"])  # the same head initialisation as without phase 1
+    ctx.clock.mark("model_loading")
     ctx.results["run_info"]["base_model_path"] = ctx.pretraining_info["saved_to"]
     ctx.results["train_info"] = {"pretraining": ctx.pretraining_info}
     record_progress(ctx)
@@ -331,14 +335,16 @@ def train(ctx: RunContext) -> None:
     if ctx.checkpoint:
         with open(os.path.join(ctx.checkpoint[1], RESUME_STATE_FILE), encoding="utf-8") as handle:
             recorder.load_state_dict(json.load(handle)["recorder"])
+    ctx.clock.mark("trainer_set_up_and_probes")
     ctx.stop.graceful = True
     ctx.trainer.train(resume_from_checkpoint=ctx.checkpoint[1] if ctx.checkpoint else None)
     ctx.stop.graceful = False
+    ctx.clock.mark("training_loop")
     ctx.stopped_at_step = ctx.trainer.state.global_step
     if ctx.stop.signal_name:  # stopped early with a checkpoint, or signalled during the last evaluation
         raise KeyboardInterrupt(ctx.stop.signal_name)
     ctx.results["train_info"] = finish.finish(ctx.trainer, recorder, ctx.tokenized, ctx.splits, ctx.parameters,
-                                              ctx.run_dir, run_config, ctx.method_object, utilisation)
+                                              ctx.run_dir, run_config, ctx.method_object, utilisation, ctx.clock)
     if ctx.pretraining_info is not None:
         info = ctx.results["train_info"]
         info["pretraining"] = ctx.pretraining_info
@@ -347,6 +353,9 @@ def train(ctx: RunContext) -> None:
             # The saved model holds every weight: the pre-trained backbone is no longer needed for inference.
             shutil.rmtree(ctx.pretraining_info["saved_to"], ignore_errors=True)
             ctx.pretraining_info["kept"] = False
+    info = ctx.results["train_info"]
+    ctx.clock.split_training(info["train_time_s"], info["eval_time_s"])
+    info.update(ctx.clock.record())
 
 
 def train_and_record(ctx: RunContext) -> None:
@@ -426,23 +435,8 @@ def summarise(ctx: RunContext) -> None:
         print(f"error: run {ctx.status}: {ctx.error_message} (details in {os.path.join(ctx.run_dir, LOG_FILE)})",
               file=sys.stderr)
         return
-    info = ctx.results["train_info"]
-    utilisation = info["utilisation"]
-    if utilisation.get("mfu") is not None:
-        recorder.write(f"model FLOPs utilisation {100 * utilisation['mfu']:.1f}% "
-                       f"({utilisation['achieved_model_flops_per_s'] / 1e9:.2f} of "
-                       f"{utilisation['peak_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s peak matmul); "
-                       f"{100 * info['train_tokens'] / info['train_padded_tokens']:.0f}% of the tokens "
-                       f"computed on were text, the rest padding")
-    baseline = info["test"]["majority_baseline"]
-    recorder.write(f"test accuracy {info['test']['accuracy']:.4f}, macro-F1 {info['test']['f1_macro']:.4f} "
-                   f"(always '{baseline['label']}': {baseline['accuracy']:.4f}, {baseline['f1_macro']:.4f}); "
-                   f"train time {info['train_time_s']:.1f}s, {info['train_samples_per_s']:.1f} samples/s; "
-                   f"peak memory {finish.memory_summary(info['memory'])}")
-    if ctx.pretraining_info is not None:
-        recorder.write(f"with continued pre-training: total train time {info['total_train_time_s']:.1f}s "
-                       f"(MLM {ctx.pretraining_info['train_time_s']:.1f}s); MLM peak memory "
-                       f"{finish.memory_summary(ctx.pretraining_info['memory'])}")
+    for line in finish.summary_lines(ctx.results["train_info"], ctx.pretraining_info):
+        recorder.write(line)
     recorder.write(f"results: {ctx.results_path}")
 
 
@@ -466,12 +460,13 @@ def run_steps(ctx: RunContext) -> int:
     return ctx.exit_code
 
 
-def run(method: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+def run(method: str, argv: list[str] | None = None, prog: str | None = None, started_at: float | None = None) -> int:
     """Train one method as the command line says; returns the process exit status.
 
     With --mlm_epochs or --mlm_max_steps, a continued pre-training phase (masked-language modelling on the
     training text) runs first and the method then starts from its result; both phases are measured.
     With --resume, an interrupted or unfinished run continues in its own folder from its last checkpoint.
+    started_at: the perf_counter() time the process began importing (a script's); the wall time counts from it.
     """
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # the per-tensor "Loading weights" bar
@@ -479,7 +474,10 @@ def run(method: str, argv: list[str] | None = None, prog: str | None = None) -> 
     stop = StopRequest()
     stop.install()
     try:
-        return run_steps(RunContext(get_method(method), argv, prog, stop))
+        clock = PhaseClock(started_at if started_at is not None else time.perf_counter())
+        if started_at is not None:
+            clock.mark("start_up_and_imports")
+        return run_steps(RunContext(get_method(method), argv, prog, stop, clock))
     except KeyboardInterrupt:  # before training started
         if stop.run_dir and os.path.isfile(os.path.join(stop.run_dir, RESULTS_FILE)):
             left = (f"{stop.run_dir} is left unfinished; resume with: python {get_method(method).script} "
@@ -494,5 +492,5 @@ def run(method: str, argv: list[str] | None = None, prog: str | None = None) -> 
 
 def main(method: str) -> None:
     """Entry point for a train_<method>.py script."""
-    sys.exit(run(method, sys.argv[1:], os.path.basename(sys.argv[0])))
+    sys.exit(run(method, sys.argv[1:], os.path.basename(sys.argv[0]), quiet_imports.IMPORTED_AT))
 

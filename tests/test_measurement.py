@@ -152,3 +152,21 @@ def test_loading_the_best_model_is_not_training_memory(tiny_bert, tmp_path, monk
     memory = run_once(tiny_bert, tmp_path)["train_info"]["memory"]
     assert seen, "the best model was not loaded"
     _assert_the_block_counted_and_was_left_out(seen, memory)
+
+
+PHASES = {"options_and_checks", "data_loading_and_tokenising", "model_loading", "run_folder_and_provenance",
+          "trainer_set_up_and_probes", "training", "evaluation", "checkpoints_and_callbacks", "training_figures",
+          "revalidation", "testing", "saving"}
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prefix"])
+def test_wall_time_is_broken_down_into_phases_that_add_up(trained_runs, method):
+    """train_info.wall_time_s is the sum of its phases; training and evaluation are the recorder's own figures."""
+    info = json.load(open(os.path.join(trained_runs[method], "results.json")))["train_info"]
+    phases = info["wall_time_breakdown_s"]
+    assert set(phases) == PHASES  # in-process (runner.run): no start-up phase, the process was not the run's
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert abs(sum(phases.values()) - info["wall_time_s"]) <= 0.001 * len(phases)
+    assert phases["training"] == pytest.approx(info["train_time_s"], abs=1e-3)
+    assert phases["evaluation"] == pytest.approx(info["eval_time_s"], abs=1e-3)
+    assert info["wall_time_s"] > info["train_time_s"] + info["eval_time_s"]

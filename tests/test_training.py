@@ -150,7 +150,7 @@ def test_saved_model_is_what_inference_needs(trained_runs):
     log = open(os.path.join(trained_runs["lora"], "training_log.txt")).read().splitlines()
     assert log[0].startswith("run ") and "trainable parameters 2,147" in log[1]
     assert sum(1 for line in log if line.strip().split(" ")[0] in {"5", "10", "15", "20"}) == 4
-    assert log[-1].startswith("results: ") and "test accuracy" in log[-2]
+    assert log[-1].startswith("results: ") and log[-2].startswith("wall time ") and "test accuracy" in log[-3]
 
 
 @needs_shared_data
@@ -203,7 +203,12 @@ def test_the_script_itself_runs_and_exits_with_its_status(tiny_bert, tmp_path):
                "--max_train_samples", "32", "--max_eval_samples", "16", "--num_train_epochs", "1"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "test accuracy" in done.stdout + done.stderr
+    assert "test accuracy" in done.stdout + done.stderr and "wall time" in done.stdout + done.stderr
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    info = results_of(run_dir)["train_info"]
+    # a script's wall time starts when it began importing: start-up and imports are a phase of their own
+    assert info["wall_time_breakdown_s"]["start_up_and_imports"] > 0.5
+    assert abs(sum(info["wall_time_breakdown_s"].values()) - info["wall_time_s"]) <= 0.02
     bad = subprocess.run(command + ["--lora_alpha", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --lora_alpha must be positive, got 0"
     assert len(glob.glob(str(tmp_path / "runs" / "*"))) == 1
