@@ -51,19 +51,9 @@ import numpy as np
 
 from config import DATA_DIR_ENV, DataArguments
 from ftbench.data_errors import DataError
-from ftbench.data_files import sha256_of_file
 from ftbench.dataset_loaders import LOADERS
-from ftbench.dedup import deduplicate, key_sets, overlaps, text_key
-from ftbench.length_sampler import LengthGroupedShuffleSampler, length_sorted_order, real_lengths
-from ftbench.metrics import classification_metrics, majority_baseline
+from ftbench.dedup import deduplicate, key_sets, overlaps
 from ftbench.splitting import check_single_class, stratified_split, subset
-
-# The data API as other modules and the tests import it; some names are only passed on from their modules.
-__all__ = [
-    "LOADERS", "SPLIT_NAMES", "DataError", "LengthGroupedShuffleSampler", "Splits", "classification_metrics",
-    "length_sorted_order", "load_splits", "majority_baseline", "real_lengths", "sha256_of_file", "text_key",
-    "tokenize_splits",
-]
 
 
 @dataclass

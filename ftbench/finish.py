@@ -167,9 +167,9 @@ class PhaseClock:
 
 
 def finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config, method_object,
-           utilisation: dict | None = None, clock: PhaseClock | None = None) -> dict:
-    """Test the selected checkpoint, save what inference needs, and gather the training figures."""
-    clock = clock or PhaseClock(time.perf_counter())
+           utilisation: dict | None, clock: PhaseClock) -> dict:
+    """Test the selected checkpoint, save what inference needs, and gather the training figures; clock is the
+    run's, charged with each of these phases."""
     training = run_config.training
     state = trainer.state
     figures = _train_figures(recorder, utilisation)

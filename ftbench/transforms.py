@@ -45,6 +45,16 @@ ENCODER_LAYOUTS = {
 ROLES = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
 
 
+def module_short_names(model_config, module_type: type) -> set[str]:
+    """Short names of the model's modules of a type (torch.nn.Linear, torch.nn.LayerNorm), from its architecture
+    alone: the model is built on the meta device, no weights are loaded."""
+    from transformers import AutoModelForSequenceClassification
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(model_config)
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, module_type)}
+
+
 def layer_regex(model_type: str, roles) -> str:
     """A regex that fully matches the module names of the given roles in every encoder block (peft takes a
     string target_modules as such a regex)."""

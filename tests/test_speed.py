@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import bench_speed
-import utils
 from conftest import ROOT, train
 from ftbench import flops
+from ftbench.length_sampler import LengthGroupedShuffleSampler
 
 H, LAYERS, INTERMEDIATE = 32, 2, 64  # the tiny BERT of conftest
 
@@ -97,11 +97,11 @@ def test_peak_matmul_rate_is_measured():
 def test_length_grouped_batches_are_a_shuffled_permutation_with_little_padding():
     generator = torch.Generator().manual_seed(0)
     lengths = torch.randint(3, 60, (1000,), generator=generator).tolist()
-    sampler = utils.LengthGroupedShuffleSampler(lengths, group_size=32, seed=5, window_groups=10)
+    sampler = LengthGroupedShuffleSampler(lengths, group_size=32, seed=5, window_groups=10)
     first, second = list(sampler), list(sampler)
     assert sorted(first) == list(range(1000)) and sorted(second) == list(range(1000))
     assert first != second  # a new order every epoch
-    again = utils.LengthGroupedShuffleSampler(lengths, group_size=32, seed=5, window_groups=10)
+    again = LengthGroupedShuffleSampler(lengths, group_size=32, seed=5, window_groups=10)
     assert list(again) == first  # and the same order for the same seed and epoch
 
     def padded(order):

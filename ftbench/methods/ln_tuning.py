@@ -20,22 +20,14 @@ class LNTuningArguments:
     """LN tuning trains the LayerNorm layers only (and the head)."""
 
 
-def layer_norm_names(model_config) -> list[str]:
-    """Short names of the model's LayerNorm layers, from its architecture alone (no weights are loaded); peft
-    knows none for BERT-like encoders."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(model_config)
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.LayerNorm)})
-
-
 def build_ln_tuning(run_config, model_config, head_modules):
+    import torch
     from peft import LNTuningConfig, TaskType
 
-    names = layer_norm_names(model_config)
+    from ftbench.transforms import module_short_names
+
+    # peft knows no LayerNorm names for BERT-like encoders: they are read from the architecture
+    names = sorted(module_short_names(model_config, torch.nn.LayerNorm))
     if not names:
         raise ConfigError(f"LN tuning found no LayerNorm layer in this {model_config.model_type} model; use "
                           f"train_bitfit.py or train_lora.py")

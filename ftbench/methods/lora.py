@@ -60,22 +60,14 @@ class LoraArguments:
               "--lora_target_modules needs at least one layer name")
 
 
-def linear_layer_names(model_config) -> set[str]:
-    """Short names of the model's linear layers, from its architecture alone (no weights are loaded)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(model_config)
-    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-
-
 def lora_targets(model_config, preset: str, requested: list[str] | None) -> list[str] | str:
     """peft target_modules: the names given explicitly (checked against the model), or the preset's regex."""
-    from ftbench.transforms import ENCODER_LAYOUTS, layer_regex
+    import torch
+
+    from ftbench.transforms import ENCODER_LAYOUTS, layer_regex, module_short_names
 
     if requested:
-        available = linear_layer_names(model_config)
+        available = module_short_names(model_config, torch.nn.Linear)
         unknown = [name for name in requested if name not in available]
         if unknown:
             raise ConfigError(f"--lora_target_modules {' '.join(unknown)} match no linear layer of this "

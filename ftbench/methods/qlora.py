@@ -31,9 +31,9 @@ class QLoraArguments(LoraArguments):
 
 
 def on_cuda(run_config) -> bool:
-    import torch
+    from ftbench.model_loading import choose_device
 
-    return run_config.training.device != "cpu" and torch.cuda.is_available()
+    return choose_device(run_config.training.device).type == "cuda"
 
 
 def check_can_quantize(run_config) -> None:
