@@ -1,7 +1,9 @@
-"""Training speed, measured: the suite's pipeline against the usual notebook recipe, and cost as the work grows.
+"""Training speed, measured: the suite's pipeline against the strongest simple alternative (a plain Trainer with
+dynamic padding and length grouping) and against the usual notebook recipe, and cost as the work grows.
 
-    # The suite's pipeline vs the recipe (pad to 128, no length grouping, fp32, plain AdamW), same examples,
-    # steps, seed and optimizer settings; each trained once per pipeline, then their ratio:
+    # The suite's pipeline vs the competent Trainer user (in the suite's precision, and in fp32 where that
+    # differs) vs the recipe (pad to 128, no length grouping, fp32, plain AdamW); same examples, steps, seed and
+    # optimizer settings; each trained once per pipeline, in one invocation, then their ratios:
     python bench_speed.py --methods full lora --dataset sst2 --data_dir ../shared/data \
         --run_args "--max_train_samples 4000 --max_eval_samples 872 --num_train_epochs 1"
 
@@ -9,9 +11,11 @@
     # so each step costs what that length costs), with and without gradient checkpointing:
     python bench_speed.py --scaling --methods full lora prefix --dataset imdb --data_dir ../shared/data
 
-Every measurement is a normal training run of train_<method>.py in its own process (so its peak memory is
-its own), in <output_dir>/<name>/runs/. The comparison goes to speed.json and speed.md, the scaling sweep to
-scaling.json, scaling.md and scaling.png. Re-running the same command skips runs that completed.
+Every measurement runs in its own process (so its peak memory is its own): the suite's and the recipe's are
+normal training runs of train_<method>.py, in <output_dir>/<name>/runs/; the competent user's pipeline is
+ftbench/competent_pipeline.py on the same options, in <output_dir>/<name>/competent/. The comparison goes to
+speed.json and speed.md, the scaling sweep to scaling.json, scaling.md and scaling.png. Re-running the same
+command skips runs that completed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 
 from config import ConfigError, check, parse_args
 from ftbench.registry import get_method, method_names
+from ftbench.speed_report import compare_method, pipeline_rows, scaling_report, write_report
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,6 +57,10 @@ class SpeedArguments:
     recipe_max_length: int = field(default=128, metadata={"help": "The recipe pads every text to this length; "
                                                                   "both pipelines truncate at it."})
     seed: int = field(default=42, metadata={"help": "Training seed of every run."})
+    repeats: int = field(default=1, metadata={"help": "Measure the suite and the competent user this many times "
+                                                      "each, in turn, and report the median samples/s with the "
+                                                      "range: on a shared machine single runs vary by 10%% or more. "
+                                                      "The slow recipe runs once."})
     scaling: bool = field(default=False, metadata={"help": "Measure throughput and memory against sequence length "
                                                            "and batch size instead of the recipe comparison."})
     seq_lengths: list[int] = field(default_factory=lambda: [64, 128, 256, 512],
@@ -77,6 +86,7 @@ class SpeedArguments:
         check(bool(self.methods), "--methods needs at least one method, e.g. full lora")
         check(self.recipe_max_length >= 8, f"--recipe_max_length must be at least 8, got {self.recipe_max_length}")
         check(self.steps >= 2, f"--steps must be at least 2 (the first is warm-up), got {self.steps}")
+        check(self.repeats >= 1, f"--repeats must be at least 1, got {self.repeats}")
         for name in ("seq_lengths", "batch_sizes"):
             values = getattr(self, name)
             check(bool(values) and all(v >= 1 for v in values), f"--{name} must be positive numbers, got {values}")
@@ -91,7 +101,8 @@ class Measurement:
     method: str
     run_name: str
     argv: list[str]
-    labels: dict  # what it varies: pipeline, or seq_length / batch_size / gradient_checkpointing
+    labels: dict  # what it varies: pipeline, or seq_length / batch_size / gradient_checkpointing / precision
+    competent: bool = False  # the competent user's pipeline (ftbench.competent_pipeline), not a suite run
 
 
 def parse_speed_args(argv: list[str]) -> SpeedArguments:
@@ -119,19 +130,43 @@ def _base_argv(args: SpeedArguments, folder: str) -> list[str]:
     return argv
 
 
+def auto_precision(method: str, argv: list[str]) -> str:
+    """What --precision auto resolves to for a run with these options on this machine."""
+    from ftbench.model_loading import choose_device
+    from ftbench.precision import resolve_precision
+
+    training = parse_args(method, argv).training
+    return resolve_precision(training.precision, choose_device(training.device))[0]
+
+
 def recipe_measurements(args: SpeedArguments, folder: str) -> list[Measurement]:
+    """Per method: the suite, the competent user in the suite's precision (and in fp32 where that differs), the
+    recipe; the competent user gets the suite's options, so that only the pipeline differs. Repeats (-r2, -r3,
+    ...) of the suite and the competent user come after every first measurement, each round in the same order."""
     base = _base_argv(args, folder) + ["--max_seq_length", str(args.recipe_max_length)]
     cells = []
-    for method in args.methods:
-        for pipeline, extra in (("suite", SUITE_ARGS), ("recipe", RECIPE_ARGS)):
-            name = f"{method}-{pipeline}"
-            cells.append(Measurement(method, name, base + extra + ["--run_name", name], {"pipeline": pipeline}))
+    for repeat in range(1, args.repeats + 1):
+        suffix = "" if repeat == 1 else f"-r{repeat}"
+        for method in args.methods:
+            suite_argv = base + SUITE_ARGS
+            name = f"{method}-suite{suffix}"
+            cells.append(Measurement(method, name, suite_argv + ["--run_name", name], {"pipeline": "suite"}))
+            for precision in dict.fromkeys([auto_precision(method, suite_argv), "fp32"]):
+                cells.append(Measurement(method, f"{method}-competent-{precision}{suffix}",
+                                         suite_argv + ["--precision", precision],
+                                         {"pipeline": "competent", "precision": precision}, competent=True))
+            if repeat == 1:
+                name = f"{method}-recipe"
+                cells.append(Measurement(method, name, base + RECIPE_ARGS + ["--run_name", name],
+                                         {"pipeline": "recipe"}))
     return cells
 
 
 def scaling_measurements(args: SpeedArguments, folder: str) -> list[Measurement]:
     """Every text padded to the length under test (long reviews fill it anyway), a fixed number of steps, no
-    saved model; one evaluation, on a handful of examples, because a run must select a checkpoint."""
+    saved model; one evaluation, on a handful of examples, because a run must select a checkpoint. The sweep is
+    in the precision --precision auto resolves to; the base point is also measured in the other one of fp32
+    and bf16 (labelled other_precision)."""
     base = _base_argv(args, folder) + RECIPE_ARGS[:4] + [
         "--max_steps", str(args.steps), "--evals_per_epoch", "1", "--max_eval_samples", "16",
         "--save_model", "false", "--logging_steps", "1"]
@@ -150,6 +185,14 @@ def scaling_measurements(args: SpeedArguments, folder: str) -> list[Measurement]
                                "--gradient_checkpointing", str(checkpointing).lower(), "--run_name", name]
                 cells.append(Measurement(method, name, argv, {"seq_length": length, "batch_size": batch,
                                                               "gradient_checkpointing": checkpointing}))
+        other = "fp32" if auto_precision(method, cells[-1].argv) != "fp32" else "bf16"
+        name = f"{method}-len{args.base_seq_length}-bs{args.base_batch_size}-{other}"
+        argv = base + ["--max_seq_length", str(args.base_seq_length), "--per_device_train_batch_size",
+                       str(args.base_batch_size), "--max_train_samples", str(args.base_batch_size * args.steps),
+                       "--precision", other, "--run_name", name]
+        cells.append(Measurement(method, name, argv, {"seq_length": args.base_seq_length,
+                                                      "batch_size": args.base_batch_size,
+                                                      "gradient_checkpointing": False, "other_precision": True}))
     return cells
 
 
@@ -161,16 +204,33 @@ def completed_runs(folder: str) -> dict:
             if any(r["run_info"].get("status") == "completed" for r in runs)}
 
 
+def competent_results(folder: str) -> dict:
+    """{run name: measurement} of the competent user's pipeline runs that completed."""
+    import json
+
+    directory = os.path.join(folder, "competent")
+    names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+    return {name[:-len(".json")]: json.load(open(os.path.join(directory, name), encoding="utf-8"))
+            for name in names if name.endswith(".json")}
+
+
 def train(cell: Measurement, folder: str) -> int:
     """One run in its own process, its output in logs/<run name>.log."""
     from benchmark import die_with_parent
 
     os.makedirs(os.path.join(folder, "logs"), exist_ok=True)
-    command = [sys.executable, os.path.join(ROOT, get_method(cell.method).script)] + cell.argv
+    if cell.competent:
+        result = os.path.join(folder, "competent", f"{cell.run_name}.json")
+        command = [sys.executable, "-m", "ftbench.competent_pipeline", cell.method, "--result", result, "--"]
+        command += cell.argv
+    else:
+        command = [sys.executable, os.path.join(ROOT, get_method(cell.method).script)] + cell.argv
     with open(os.path.join(folder, "logs", f"{cell.run_name}.log"), "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        # The suite's folder on the path, for -m; the working directory stays the user's (relative paths).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+        return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent, env=env)
 
 
 def run_all(cells: list[Measurement], folder: str, dry_run: bool) -> tuple[dict, dict]:
@@ -180,9 +240,11 @@ def run_all(cells: list[Measurement], folder: str, dry_run: bool) -> tuple[dict,
         parse_args(cell.method, cell.argv)
     if dry_run:
         for cell in cells:
-            print(shlex.join([get_method(cell.method).script] + cell.argv))
+            script = ["-m", "ftbench.competent_pipeline", cell.method, "--"] if cell.competent \
+                else [get_method(cell.method).script]
+            print(shlex.join(script + cell.argv))
         return {}, {}
-    done = completed_runs(folder)
+    done = {**completed_runs(folder), **competent_results(folder)}
     failed = {}
     start = time.monotonic()
     for k, cell in enumerate(cells, 1):
@@ -195,7 +257,7 @@ def run_all(cells: list[Measurement], folder: str, dry_run: bool) -> tuple[dict,
             log = os.path.join(folder, "logs", cell.run_name + ".log")
             failed[cell.run_name] = f"exit status {status}: {_last_error(log)} (log: {log})"
             print(f"    failed: {failed[cell.run_name]}", flush=True)
-    return completed_runs(folder), failed
+    return {**completed_runs(folder), **competent_results(folder)}, failed
 
 
 def _last_error(log_path: str) -> str:
@@ -211,177 +273,48 @@ def _last_error(log_path: str) -> str:
     return lines[-1][:300] if lines else "empty log"
 
 
-def summarise(results: dict) -> dict:
-    from ftbench.run_store import memory_phases
-
-    info, run_info = results["train_info"], results["run_info"]
-    steady = info.get("steady_state") or {}
-    return {
-        "run_id": run_info["run_id"],
-        "train_samples_per_s": info["train_samples_per_s"],
-        "train_tokens_per_s": info["train_tokens_per_s"],
-        "steady_samples_per_s": steady.get("train_samples_per_s"),
-        "text_share_of_tokens": info["train_tokens"] / info["train_padded_tokens"],
-        "real_tokens_per_sample": info["train_tokens"] / info["train_samples"],
-        "train_time_s": info["train_time_s"],
-        "epochs": info["epochs"],
-        "time_per_epoch_s": info["train_time_s"] / info["epochs"] if info["epochs"] else None,
-        "peak_memory_mib": memory_phases(results)[0],  # the fine-tuning phase's: GPU allocated, or CPU RSS
-        "memory_kind": "GPU allocated" if info["memory"].get("device_type") == "cuda" else "process resident (RSS)",
-        "best_val_accuracy": info["best_val"]["val_accuracy"],
-        "test_accuracy": info["test"]["accuracy"],
-        "mfu": info.get("utilisation", {}).get("mfu"),
-        "achieved_model_flops_per_s": info.get("utilisation", {}).get("achieved_model_flops_per_s"),
-        "peak_matmul_flops_per_s": info.get("utilisation", {}).get("peak_matmul_flops_per_s"),
-        "pipeline": info.get("pipeline"),
-        "device": results["meta_info"]["device_name"],
-    }
-
-
-def _fmt(value, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def recipe_report(args: SpeedArguments, runs: dict, failed: dict, folder: str, command: str) -> dict:
     rows, comparison = [], {}
     for method in args.methods:
-        missing = [f"{method}-{p}" for p in ("suite", "recipe") if f"{method}-{p}" not in runs]
+        compared = compare_method(method, runs)
+        names = [c.run_name for c in recipe_measurements(args, folder) if c.method == method]
+        missing = [name for name in names if name not in runs]
         if missing:
-            reasons = "; ".join(f"{name} {failed.get(name, 'missing')}" for name in missing)
-            rows.append(f"| {method} | not measured: {reasons} | | | | | | | | |")
+            rows.append(f"| {method} | not measured: " + "; ".join(f"{name} {failed.get(name, 'missing')}"
+                                                                   for name in missing) + " | | | | | | | | |")
+        if compared is None:
             continue
-        suite, recipe = summarise(runs[f"{method}-suite"]), summarise(runs[f"{method}-recipe"])
-        ratio = suite["train_samples_per_s"] / recipe["train_samples_per_s"]
-        comparison[method] = {
-            "suite": suite, "recipe": recipe,
-            "samples_per_s_ratio": ratio,
-            "peak_memory_ratio": (suite["peak_memory_mib"] / recipe["peak_memory_mib"]
-                                  if suite["peak_memory_mib"] and recipe["peak_memory_mib"] else None),
-            "val_accuracy_difference_points": 100 * (suite["best_val_accuracy"] - recipe["best_val_accuracy"]),
-        }
-        for pipeline, row in (("suite", suite), ("recipe", recipe)):
-            rows.append(f"| {method} | {pipeline} | {row['train_samples_per_s']:.1f} | "
-                        f"{row['train_tokens_per_s']:.0f} | "
-                        f"{100 * row['text_share_of_tokens']:.0f}% | {row['time_per_epoch_s']:.1f} | "
-                        f"{_fmt(row['peak_memory_mib'], '.0f')} | {row['best_val_accuracy']:.4f} | "
-                        f"{row['test_accuracy']:.4f} | {_fmt(row['mfu'] and 100 * row['mfu'], '.1f')} |")
-        rows.append(f"| {method} | **suite ÷ recipe** | **{ratio:.2f}×** | | | | "
-                    f"{_fmt(comparison[method]['peak_memory_ratio'], '.2f')}× | "
-                    f"{comparison[method]['val_accuracy_difference_points']:+.2f} pts | | |")
+        comparison[method] = compared
+        rows += pipeline_rows(method, [("suite", compared["suite"])] + list(compared["others"].items()))
+        for name, ratio in compared["ratios"].items():
+            rows.append(f"| {method} | **suite ÷ {name}** | **{ratio['samples_per_s_ratio']:.2f}×** | | | | | "
+                        f"{ratio['val_accuracy_difference_points']:+.2f} pts | "
+                        f"{ratio['test_accuracy_difference_points']:+.2f} pts | |")
     if not comparison:
-        raise RuntimeError("no method was measured with both pipelines: " + "; ".join(f"{k}: {v}" for k, v in
-                                                                                      failed.items()))
-    some = next(iter(comparison.values()))["suite"]
+        raise RuntimeError("no method was measured with the suite's pipeline: " + "; ".join(
+            f"{k}: {v}" for k, v in failed.items()))
+    suite = next(iter(comparison.values()))["suite"]
     lines = [
-        f"# Training speed: the suite's pipeline against the documents' recipe ({args.dataset}, {args.model})", "",
-        f"`{command}`", "",
-        f"Device: {some['device']}. Recipe: every text padded to {args.recipe_max_length} tokens, batches drawn at "
-        "random, fp32, per-tensor AdamW. Suite: each batch padded to its own longest text, batches of similar "
-        "lengths in shuffled order, fused AdamW (on CUDA also bf16/fp16 autocast and TF32). Same examples, "
-        "steps, seed and optimizer settings. Train time leaves evaluation out; peak memory is "
-        f"{some['memory_kind']}.", "",
+        f"# Training speed: the suite against the competent Trainer user and the documents' recipe "
+        f"({args.dataset}, {args.model})", "", f"`{command}`", "",
+        f"Device: {suite['device']}. Suite: each batch padded to its own longest text, batches of similar lengths in "
+        f"shuffled order, fused AdamW, `--precision auto` (here {suite['pipeline']['precision']}: "
+        f"{suite['pipeline'].get('precision_reason', 'not recorded')}; on CUDA also TF32). Competent user: a plain "
+        "Trainer with DataCollatorWithPadding and train_sampling_strategy=\"group_by_length\", its default optimizer, "
+        "in the precision named (ftbench/competent_pipeline.py); its time is the Trainer's train_runtime, its "
+        "accuracies the final model's. Recipe: every text padded to "
+        f"{args.recipe_max_length} tokens, batches drawn at random, fp32, per-tensor AdamW. Same examples, steps, "
+        "seed and optimizer settings. Train time leaves evaluation out; peak memory is "
+        f"{suite['memory_kind']} (not measured for the competent user: its process peak covers more than "
+        "training). The suite's validation accuracy is its best checkpoint's.", "",
         "| method | pipeline | samples/s | real tokens/s | text share of tokens | time per epoch (s) | "
-        "peak memory (MiB) | best val acc | test acc | MFU (%) |",
+        "peak memory (MiB) | val acc | test acc | MFU (%) |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows, ""]
     report = {"command": command, "kind": "recipe", "dataset": args.dataset, "model": args.model,
               "recipe_args": RECIPE_ARGS, "suite_args": SUITE_ARGS, "methods": comparison, "failed": failed}
-    _write(folder, "speed", report, lines)
+    write_report(folder, "speed", report, lines)
     return report
-
-
-def scaling_report(args: SpeedArguments, runs: dict, failed: dict, cells: list[Measurement], folder: str,
-                   command: str) -> dict:
-    entries, not_measured = [], []
-    for cell in cells:
-        if cell.run_name not in runs:
-            not_measured.append({"method": cell.method, **cell.labels, "reason": failed.get(cell.run_name, "missing")})
-            continue
-        row = summarise(runs[cell.run_name])
-        run_info = runs[cell.run_name]["run_info"]
-        # The length the run really used (prefix tuning lowers it where the prefix shifts positions).
-        length = {"seq_length": run_info["config"]["data"]["max_seq_length"]}
-        entries.append({"method": cell.method, "label": run_info["method_label"],
-                        **cell.labels, **length, **{k: row[k] for k in (
-            "run_id", "train_samples_per_s", "steady_samples_per_s", "train_tokens_per_s", "peak_memory_mib",
-            "mfu", "device", "memory_kind", "text_share_of_tokens", "real_tokens_per_sample")}})
-    lines = [f"# Training throughput and peak memory against sequence length and batch size "
-             f"({args.dataset}, {args.model})", "", f"`{command}`", "",
-             f"Device: {entries[0]['device']}. Every text padded to the length, {args.steps} training steps, the "
-             f"first left out as warm-up; peak memory is {entries[0]['memory_kind']}.", "",
-             "| method | seq length | batch | grad. checkpointing | samples/s | real tokens/s | text share of tokens "
-             "| peak memory (MiB) | MFU (%) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    if not entries:
-        raise RuntimeError("no measurement completed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
-    for e in entries:
-        rate = e["steady_samples_per_s"] or e["train_samples_per_s"]
-        lines.append(f"| {e['label']} | {e['seq_length']} | {e['batch_size']} | "
-                     f"{'yes' if e['gradient_checkpointing'] else 'no'} | {rate:.2f} | "
-                     f"{rate * e['real_tokens_per_sample']:.0f} | {100 * e['text_share_of_tokens']:.0f}% | "
-                     f"{_fmt(e['peak_memory_mib'], '.0f')} | {_fmt(e['mfu'] and 100 * e['mfu'], '.1f')} |")
-    for e in not_measured:
-        lines.append(f"| {e['method']} | {e['seq_length']} | {e['batch_size']} | "
-                     f"{'yes' if e['gradient_checkpointing'] else 'no'} | not measured: {e['reason']} | | | | |")
-    report = {"command": command, "kind": "scaling", "dataset": args.dataset, "model": args.model,
-              "steps": args.steps, "entries": entries, "not_measured": not_measured}
-    _write(folder, "scaling", report, lines + [""])
-    scaling_chart(report, [runs[cell.run_name] for cell in cells if cell.run_name in runs],
-                  os.path.join(folder, "scaling.png"), args)
-    return report
-
-
-def scaling_chart(report: dict, runs: list[dict], path: str, args: SpeedArguments) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ftbench.chart_style import method_colours
-
-    entries = report["entries"]
-    methods = list(dict.fromkeys(e["label"] for e in entries))
-    colours = method_colours(runs)
-    figure, axes = plt.subplots(2, 2, figsize=(11, 8))
-    for method in methods:
-        for checkpointing, style in ((False, "-"), (True, "--")):
-            by_length = sorted((e for e in entries if e["label"] == method and e["batch_size"] == args.base_batch_size
-                                and e["gradient_checkpointing"] == checkpointing), key=lambda e: e["seq_length"])
-            if by_length:
-                label = method + (" + grad. checkpointing" if checkpointing else "")
-                xs = [e["seq_length"] for e in by_length]
-                axes[0][0].plot(xs, [e["steady_samples_per_s"] or e["train_samples_per_s"] for e in by_length],
-                                style, marker="o", color=colours[method], label=label)
-                axes[1][0].plot(xs, [e["peak_memory_mib"] for e in by_length], style, marker="o",
-                                color=colours[method], label=label)
-        by_batch = sorted((e for e in entries if e["label"] == method and e["seq_length"] == args.base_seq_length
-                           and not e["gradient_checkpointing"]), key=lambda e: e["batch_size"])
-        xs = [e["batch_size"] for e in by_batch]
-        axes[0][1].plot(xs, [e["steady_samples_per_s"] or e["train_samples_per_s"] for e in by_batch], marker="o",
-                        color=colours[method], label=method)
-        axes[1][1].plot(xs, [e["peak_memory_mib"] for e in by_batch], marker="o", color=colours[method], label=method)
-    for ax in axes.flat:
-        ax.set_xscale("log", base=2)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0][0].set(title=f"throughput vs sequence length (batch {args.base_batch_size})", ylabel="samples/s")
-    axes[1][0].set(xlabel="sequence length (tokens)", ylabel=f"peak memory (MiB, {entries[0]['memory_kind']})")
-    axes[0][1].set(title=f"throughput vs batch size (length {args.base_seq_length})", ylabel="samples/s")
-    axes[1][1].set(xlabel="batch size", ylabel="peak memory (MiB)")
-    axes[0][0].set_yscale("log")
-    figure.suptitle(f"Training cost as the work grows — {report['model']} on {entries[0]['device']}", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _write(folder: str, stem: str, report: dict, lines: list[str]) -> None:
-    from ftbench.run_store import write_json_atomic, write_text_atomic
-
-    write_json_atomic(os.path.join(folder, f"{stem}.json"), report)
-    write_text_atomic(os.path.join(folder, f"{stem}.md"), "\n".join(lines))
-    print("\n".join(lines))
-    print(f"written: {os.path.join(folder, stem + '.json')}, {os.path.join(folder, stem + '.md')}")
 
 
 def main(argv: list[str] | None = None) -> int:

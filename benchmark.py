@@ -48,6 +48,8 @@ class Preset:
     run_args: str = ""
     method_args: dict = field(default_factory=dict)  # method -> extra options for that method's runs
     seeds: tuple = (1, 2, 3)
+    lr_search: bool = False  # choose each method's rate on validation first (--lr_search)
+    lr_search_args: str = ""  # the search runs' budget (--lr_search_args, which is added after it)
 
 
 # The design documents' experiments, with what they state: model, data set, epochs, maximum length and LoRA's
@@ -76,6 +78,27 @@ PRESETS = {
     "sst2_bertbase_full_vs_prefix": Preset(
         "SST-2, BERT-base, full fine-tuning vs prefix tuning, 3 epochs (GPU)",
         ["full", "prefix"], ["sst2"], ["bert-base"], "--num_train_epochs 3"),
+    # The full-scale sweeps behind docs/findings.md (python report.py --findings), on the offline model; give
+    # --data_dir ../shared/data. Budgets and what they leave open: docs/findings.md.
+    "findings_sst2": Preset(
+        "findings: SST-2 complete (60,275 training sentences, the 872-sentence dev set as test), MiniLM, full "
+        "fine-tuning, LoRA and prefix tuning, 3 epochs, each rate chosen on validation first: hours on a CPU",
+        ["full", "lora", "prefix"], ["sst2"], ["minilm"], "--num_train_epochs 3", lr_search=True,
+        lr_search_args="--max_train_samples 20000 --num_train_epochs 1"),
+    "findings_sst2_lora_5e-4": Preset(
+        "findings: as findings_sst2, LoRA at the design documents' rate 5e-4",
+        ["lora"], ["sst2"], ["minilm"], "--num_train_epochs 3", {"lora": "--learning_rate 5e-4"}),
+    "findings_phrasebank": Preset(
+        "findings: Financial PhraseBank, all 4,846 sentences (50% annotator agreement), 3 classes, MiniLM, every "
+        "method, 3 epochs, each rate chosen on validation first",
+        method_names(), ["financial_phrasebank"], ["minilm"], "--phrasebank_agreement 50 --num_train_epochs 3",
+        lr_search=True, lr_search_args="--num_train_epochs 1"),
+    "findings_imdb": Preset(
+        "findings: IMDb at 256 tokens, MiniLM, full fine-tuning, LoRA and prefix tuning, 5,000 training reviews "
+        "for 2 epochs, validation and test on 2,000 reviews each, each rate chosen on validation first",
+        ["full", "lora", "prefix"], ["imdb"], ["minilm"],
+        "--max_seq_length 256 --max_train_samples 5000 --max_eval_samples 2000 --num_train_epochs 2",
+        lr_search=True, lr_search_args="--max_train_samples 2000 --max_eval_samples 500 --num_train_epochs 1"),
 }
 
 
@@ -196,8 +219,9 @@ def resolve(args: BenchmarkArguments, file_method_args: dict) -> Sweep:
         run_args=_split_options(preset.run_args if preset else "", "the preset's options")
         + _split_options(args.run_args, "--run_args"),
         method_args={m: o for m, o in method_args.items() if m in methods},
-        lr_search=args.lr_search, lr_search_factors=list(args.lr_search_factors),
-        lr_search_args=_split_options(args.lr_search_args, "--lr_search_args"), lr_search_seed=args.lr_search_seed)
+        lr_search=args.lr_search or bool(preset and preset.lr_search), lr_search_factors=list(args.lr_search_factors),
+        lr_search_args=_split_options(preset.lr_search_args if preset else "", "the preset's search options")
+        + _split_options(args.lr_search_args, "--lr_search_args"), lr_search_seed=args.lr_search_seed)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -241,7 +241,8 @@ class TrainingConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
         default="auto",
         metadata={"help": "Training precision: 'auto' is bf16 autocast on GPUs that have bf16, fp16 (with loss "
-                  "scaling) on older GPUs, fp32 on the CPU; bf16 and fp16 need a CUDA device."},
+                  "scaling) on older GPUs, bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX), fp32 on other "
+                  "CPUs; bf16 runs on any CPU (emulated where not native), fp16 needs a CUDA device."},
     )
     group_by_length: bool = field(
         default=True,

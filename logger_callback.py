@@ -94,6 +94,9 @@ class RunRecorder(TrainerCallback):
         self.echo = echo
         self.train_loss_log: list[dict] = []  # every logging step: step, epoch, loss, learning rate
         self.history: list[dict] = []  # every evaluation on the validation split
+        # {str(step): logits of the first validation batch then}: the selected model is checked against its own
+        # (kept in checkpoints, so that a resumed run checks the same way).
+        self.validation_heads: dict[str, list] = {}
         self.excluded_intervals: list[tuple[float, float]] = []  # evaluation and checkpoint saving
         self.train_begin: float | None = None
         self.last_step_end: float | None = None
@@ -282,6 +285,7 @@ class RunRecorder(TrainerCallback):
             "loss_batches": self._loss_batches,
             "log_loss_sum": float(self._log_loss_sum),
             "log_loss_batches": self._log_loss_batches,
+            "validation_heads": self.validation_heads,
         }
 
     def load_state_dict(self, saved: dict) -> None:
@@ -299,6 +303,7 @@ class RunRecorder(TrainerCallback):
         self._loss_batches = saved["loss_batches"]
         self._log_loss_sum = torch.tensor(saved["log_loss_sum"], dtype=float32) if saved["log_loss_batches"] else 0.0
         self._log_loss_batches = saved["log_loss_batches"]
+        self.validation_heads = dict(saved.get("validation_heads") or {})
 
 
 def _on(total, device: torch.device):

@@ -305,7 +305,7 @@ def fmt(value, spec: str) -> str:
 def summary_table(runs: list[dict]) -> str:
     """A Markdown table, one row per run, and a line naming the device(s) and library versions."""
     header = ["Method", "Model", "Dataset", "Trainable params (% of total)", "Peak memory (MiB)", "Train time (s)",
-              "Samples/s", "Test accuracy", "Test macro-F1", "Checkpoint (MiB)", "Run id"]
+              "Samples/s", "Test accuracy", "Test macro-F1", "Checkpoint (MiB)", "Wall time (s)", "Run id"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for run in runs:
         info, train = run["run_info"], run["train_info"]
@@ -322,7 +322,8 @@ def summary_table(runs: list[dict]) -> str:
                  f"{fmt(train.get('num_params_trainable'), ',')} ({fmt(train.get('trainable_params_pct'), '.4g')}%)",
                  f"{fmt(memory, '.1f')} ({memory_kind})", time_cell,
                  fmt(train.get("train_samples_per_s"), ".1f"), fmt(test.get("accuracy"), ".4f"),
-                 fmt(test.get("f1_macro"), ".4f"), checkpoint_cell, info["run_id"]]
+                 fmt(test.get("f1_macro"), ".4f"), checkpoint_cell, fmt(train.get("wall_time_s"), ".1f"),
+                 info["run_id"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     environments = Counter()
     for run in runs:

@@ -4,6 +4,7 @@
     python plot_results.py --report                           # every completed run in results/ -> results/report.md
     python report.py --results_dir results --reference lora --n_resamples 20000
     python report.py --markdown --results_dir results/benchmarks/quick   # only the tables, printed (for docs/)
+    python report.py --findings     # docs/findings.md: the design documents' claims, with verdicts (ftbench.findings)
 
 Runs are grouped by data set, model and method label; each group's figures are the mean ± sample standard
 deviation over its runs (one per seed), with n and a 95% Student-t confidence interval of the mean. Every
@@ -23,38 +24,32 @@ from __future__ import annotations
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
 import argparse
-import json
 import os
 import re
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ftbench.comparison_charts import curves_chart, pareto_chart
 from ftbench.docs_tables import generated_line
+from ftbench.paired import figure_on_test, group_summary
+from ftbench.report_tables import memory_kind_of, section_tables
+from ftbench.run_groups import GroupingError, group_runs
 from ftbench.run_store import (
-    PREDICTIONS_FILE,
     RESULTS_FILE,
     ResultsError,
-    label_of,
     load_runs,
-    model_short,
-    peak_memory,
-    started,
     train_time,
 )
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 # numpy, scipy (ftbench.stats) and matplotlib (ftbench.chart_style) are imported where they are used, so that
 # --help answers at once: together they take about a second to import.
 
 REPORT_FILE = "report.md"
-CONFIDENCE = 0.95
-# Settings that differ between the seeds of one comparison by design, and so do not split a group.
-PER_RUN_SETTINGS = {("training", "seed"), ("training", "run_name"), ("training", "output_dir")}
 
 
 class ReportError(Exception):
@@ -65,204 +60,8 @@ class ReportError(Exception):
 # Grouping and figures
 
 
-def settings_of(run: dict) -> dict:
-    """The run's resolved options, flattened, without those that differ between seeds by design."""
-    config = run["run_info"].get("config") or {}
-    return {f"{section}.{key}": value for section, values in config.items() if isinstance(values, dict)
-            for key, value in values.items() if (section, key) not in PER_RUN_SETTINGS}
-
-
-def group_runs(runs: list[dict]) -> tuple[dict, list[str]]:
-    """{(dataset, model, label): runs sorted by seed}, and notes on what was set aside or differs."""
-    groups: dict[tuple, list] = {}
-    notes = []
-    for run in sorted(runs, key=started):
-        info = run["run_info"]
-        groups.setdefault((info["dataset"], model_short(run), label_of(run)), []).append(run)
-    for key, members in groups.items():
-        by_seed = {}
-        for run in members:  # newest last, so a repeated seed keeps its newest run
-            by_seed[run["run_info"].get("seed")] = run
-        if len(by_seed) < len(members):
-            notes.append(f"{'/'.join(key)}: {len(members) - len(by_seed)} older run(s) of a seed that was run again "
-                         "left out")
-        groups[key] = [by_seed[s] for s in sorted(by_seed, key=lambda s: (s is None, s))]
-        settings = [settings_of(r) for r in groups[key]]
-        differing = sorted({k for s in settings for k in s if any(o.get(k) != s.get(k) for o in settings)})
-        if differing:
-            notes.append(f"{'/'.join(key)}: its runs differ in {', '.join(differing)} besides the seed")
-    return groups, notes
-
-
-def _test(run, key):
-    return (run["train_info"].get("test") or {}).get(key)
-
-
-METRICS = {  # name: (column heading, value of one run)
-    "test_accuracy": ("Test accuracy", lambda r: _test(r, "accuracy")),
-    "test_f1_macro": ("Test macro-F1", lambda r: _test(r, "f1_macro")),
-    "test_loss": ("Test loss", lambda r: _test(r, "loss")),
-    "train_time_s": ("Train time (s)", train_time),
-    "peak_memory_mib": ("Peak memory (MiB)", lambda r: peak_memory(r)[0]),
-    "train_samples_per_s": ("Samples/s", lambda r: r["train_info"].get("train_samples_per_s")),
-    "best_val_accuracy": ("Best val. accuracy", lambda r: (r["train_info"].get("best_val") or {}).get("val_accuracy")),
-}
-
-
-def group_summary(runs: list[dict]) -> dict:
-    from ftbench import stats
-
-    summary = {name: stats.summarize([value(r) for r in runs], CONFIDENCE) for name, (_, value) in METRICS.items()}
-    first = runs[0]["train_info"]
-    summary["num_params_trainable"] = first.get("num_params_trainable")
-    summary["trainable_params_pct"] = first.get("trainable_params_pct")
-    summary["checkpoint_size_mib"] = first.get("checkpoint_size_mib")
-    summary["seeds"] = [r["run_info"].get("seed") for r in runs]
-    return summary
-
-
-def correctness(run: dict) -> tuple[np.ndarray, list]:
-    """Per test example: 1 where the run's prediction was right; and the labels, to check pairing."""
-    import numpy as np
-
-    path = os.path.join(run["_dir"], PREDICTIONS_FILE)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            saved = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise ReportError(f"{path} is unreadable ({error}); re-run {run['run_info']['run_id']} or move it away") \
-            from None
-    labels = saved["labels"]
-    return (np.asarray(saved["predictions"]) == np.asarray(labels)).astype(float), labels
-
-
-def compare(runs: list[dict], reference: list[dict], n_resamples: int, seed: int = 0) -> dict:
-    """`runs` against `reference` on the seeds both have: paired bootstrap and McNemar per seed."""
-    import numpy as np
-
-    from ftbench import stats
-
-    ours = {r["run_info"].get("seed"): r for r in runs}
-    theirs = {r["run_info"].get("seed"): r for r in reference}
-    seeds = sorted(set(ours) & set(theirs), key=lambda s: (s is None, s))
-    if not seeds:
-        return {"error": "no seed in common"}
-    rows_a, rows_b, per_seed = [], [], []
-    for s in seeds:
-        (a, labels_a), (b, labels_b) = correctness(ours[s]), correctness(theirs[s])
-        if labels_a != labels_b:
-            return {"error": f"the test examples differ (seed {s}): not the same test set"}
-        rows_a.append(a)
-        rows_b.append(b)
-        per_seed.append({"seed": s, **stats.mcnemar(a, b)})
-    return {"seeds": seeds, "bootstrap": stats.paired_bootstrap(np.stack(rows_a), np.stack(rows_b), n_resamples, seed,
-                                                                CONFIDENCE),
-            "mcnemar": per_seed}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Charts
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points no other point beats on both counts (lower cost, higher accuracy), by cost."""
-    front, best = [], float("-inf")
-    for cost, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
-        if accuracy > best:
-            front.append((cost, accuracy))
-            best = accuracy
-    return front
-
-
-def pareto_chart(summaries: dict, colours: dict, title: str, memory_kind: str):
-    from ftbench.chart_style import plt
-
-    panels = (("num_params_trainable", "trainable parameters (log scale)", True),
-              ("peak_memory_mib", f"peak memory (MiB, {memory_kind})", False),
-              ("train_time_s", "train time (s)", False))
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharey=True, layout="constrained")
-    for axis, (key, xlabel, log) in zip(axes, panels):
-        points = []
-        for label, summary in summaries.items():
-            accuracy = summary["test_accuracy"]
-            cost = summary[key]
-            x = cost if not isinstance(cost, dict) else cost["mean"]
-            if x is None or accuracy["mean"] is None:
-                continue
-            xerr = cost.get("std") if isinstance(cost, dict) else None
-            axis.errorbar(x, accuracy["mean"], yerr=accuracy["std"] or 0, xerr=xerr or 0, fmt="o",
-                          color=colours[label], capsize=3, label=label)
-            axis.annotate(label, (x, accuracy["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
-            points.append((x, accuracy["mean"]))
-        front = pareto_front(points)
-        if len(front) > 1:
-            axis.plot(*zip(*front), color="grey", linestyle="--", linewidth=1, label="Pareto front")
-        if log:
-            axis.set_xscale("log")
-        axis.set_xlabel(xlabel)
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (mean ± std over seeds)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), fontsize=9)
-    figure.suptitle(f"Accuracy against cost — {title}")
-    return figure
-
-
-def curves_chart(groups: dict, colours: dict, title: str):
-    import numpy as np
-
-    from ftbench import stats
-    from ftbench.chart_style import plt
-
-    panels = (("train_loss", "training loss"), ("val_loss", "validation loss"),
-              ("val_accuracy", "validation accuracy"), ("generalization_gap", "generalisation gap (val − train loss)"))
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True, layout="constrained")
-    for label, runs in groups.items():
-        curve = stats.mean_curve([r["train_info"].get("history") or [] for r in runs])
-        for axis, (key, _) in zip(axes.flat, panels):
-            rows = [row for row in curve if row.get(f"{key}_mean") is not None]
-            if not rows:
-                continue
-            steps = np.array([row["step"] for row in rows])
-            mean = np.array([row[f"{key}_mean"] for row in rows])
-            std = np.array([row[f"{key}_std"] or 0.0 for row in rows])
-            axis.plot(steps, mean, marker="o", markersize=3, color=colours[label], label=f"{label} (n={len(runs)})")
-            axis.fill_between(steps, mean - std, mean + std, color=colours[label], alpha=0.2)
-    for axis, (key, heading) in zip(axes.flat, panels):
-        axis.set_title(heading)
-        axis.grid(alpha=0.3)
-        if key == "generalization_gap":
-            axis.axhline(0, color="black", linewidth=0.8)
-    for axis in axes[1]:
-        axis.set_xlabel("optimizer step")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=9)
-    figure.suptitle(f"Learning curves, mean ± 1 std over seeds — {title}")
-    return figure
-
-
 # ---------------------------------------------------------------------------------------------------
 # The Markdown
-
-
-def _mean_std(summary: dict, spec: str) -> str:
-    if summary["mean"] is None:
-        return "–"
-    text = format(summary["mean"], spec)
-    return text + (f" ± {format(summary['std'], spec)}" if summary["std"] is not None else "")
-
-
-def _with_ci(summary: dict, spec: str) -> str:
-    text = _mean_std(summary, spec)
-    if summary.get("ci_low") is not None:
-        text += f" [{format(summary['ci_low'], spec)}, {format(summary['ci_high'], spec)}]"
-    return text
-
-
-def _p(value: float, resolution: float | None = None) -> str:
-    if resolution is not None and value == 0:
-        return f"< {resolution:.0e}".replace("e-0", "e-")
-    return f"{value:.3g}" if value >= 0.001 else f"{value:.1e}"
 
 
 def _slug(*parts: str) -> str:
@@ -278,69 +77,15 @@ def bold_heading(level: int, text: str) -> str:
     return f"**{text}**"
 
 
-def memory_kind_of(groups: dict) -> str:
-    memory_kinds = {peak_memory(r)[1] for runs in groups.values() for r in runs}
-    return "GPU allocated" if memory_kinds == {"cuda"} else "CPU RSS" if memory_kinds == {"cpu"} else \
-        "GPU allocated on CUDA, RSS on CPU"
-
-
-def section_tables(groups: dict, summaries: dict, reference: str | None, n_resamples: int,
-                   heading_of: Callable[[int, str], str]) -> list[str]:
-    """One data set and model's tables: the figures over seeds, then the comparison with the reference; headings
-    are made by heading_of(level, text)."""
-    memory_kind = memory_kind_of(groups)
-    header = ["Method", "n", "Trainable params (% of total)", f"Peak memory (MiB, {memory_kind})", "Train time (s)",
-              "Samples/s", "Test accuracy (95% CI)", "Test macro-F1", "Test loss", "Checkpoint (MiB)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for label, summary in summaries.items():
-        params = summary["num_params_trainable"]
-        lines.append("| " + " | ".join([
-            label.replace("|", "\\|"), str(summary["test_accuracy"]["n"]),
-            f"{params:,} ({summary['trainable_params_pct']:.3g}%)" if params is not None else "–",
-            _mean_std(summary["peak_memory_mib"], ".0f"), _mean_std(summary["train_time_s"], ".1f"),
-            _mean_std(summary["train_samples_per_s"], ".1f"), _with_ci(summary["test_accuracy"], ".4f"),
-            _mean_std(summary["test_f1_macro"], ".4f"), _mean_std(summary["test_loss"], ".4f"),
-            "–" if summary["checkpoint_size_mib"] is None else f"{summary['checkpoint_size_mib']:.2f}"]) + " |")
-    lines += ["", "Mean ± sample standard deviation over the runs (one per seed, n of them); the interval is the "
-              f"{CONFIDENCE:.0%} Student-t confidence interval of the mean test accuracy.", ""]
-
-    reference_label = reference if reference in groups else ("full" if "full" in groups else None)
-    if reference and reference not in groups:
-        lines += [f"No `{reference}` runs here to compare with.", ""]
-    if reference_label and len(groups) > 1:
-        lines += [heading_of(3, f"Against {reference_label}"), "",
-                  "| Method | Seeds paired | Accuracy difference (95% CI) | Bootstrap p | McNemar p per seed "
-                  "(discordant: this right / reference right) |", "|---|---|---|---|---|"]
-        for label, runs in groups.items():
-            if label == reference_label:
-                continue
-            result = compare(runs, groups[reference_label], n_resamples)
-            if "error" in result:
-                lines.append(f"| {label} | – | not compared: {result['error']} | – | – |")
-                continue
-            boot = result["bootstrap"]
-            mcnemar = "; ".join(f"seed {m['seed']}: {_p(m['p_value'])} ({m['a_only']}/{m['b_only']})"
-                                for m in result["mcnemar"])
-            lines.append(f"| {label} | {', '.join(map(str, result['seeds']))} | {boot['difference']:+.4f} "
-                         f"[{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] | "
-                         f"{_p(boot['p_value'], 1 / boot['n_resamples'])} | {mcnemar} |")
-        lines += ["", f"Difference = this method's accuracy minus {reference_label}'s, on the same test examples and "
-                  f"seeds. The paired bootstrap ({n_resamples:,} resamples, fixed seed 0) resamples both seeds and "
-                  "test examples; its p-value is two-sided. McNemar's exact test compares one seed's two runs "
-                  "example by example. A difference whose interval contains 0 is not shown to exist by these runs.",
-                  ""]
-    return lines
-
-
 def section(dataset: str, model: str, groups: dict, reference: str | None, n_resamples: int, out_dir: str,
             charts: dict) -> list[str]:
-    from ftbench.chart_style import method_colours
+    from ftbench.chart_style import label_colours
 
     summaries = {label: group_summary(runs) for label, runs in groups.items()}
     lines = [heading(2, f"{dataset} · {model}"), ""]
     lines += section_tables(groups, summaries, reference, n_resamples, heading)
     title = f"{dataset}, {model}"
-    colours = method_colours([run for runs in groups.values() for run in runs])
+    colours = label_colours(list(groups))  # the groups' labels: with --split_by, more than the methods' own
     for kind, figure in (("pareto", pareto_chart(summaries, colours, title, memory_kind_of(groups))),
                          ("curves", curves_chart(groups, colours, title))):
         name = f"{kind}_{_slug(dataset, model)}.png"
@@ -368,7 +113,7 @@ def sources(groups_by_section: dict, out_dir: str) -> list[str]:
         for label, runs in groups.items():
             for run in runs:
                 link = os.path.relpath(os.path.join(run["_dir"], RESULTS_FILE), out_dir)
-                accuracy, seconds = _test(run, "accuracy"), train_time(run)
+                accuracy, seconds = figure_on_test(run, "accuracy"), train_time(run)
                 lines.append(f"| {dataset} · {model} | {label} | {run['run_info'].get('seed')} | "
                              f"{'–' if accuracy is None else format(accuracy, '.4f')} | "
                              f"{'–' if seconds is None else format(seconds, '.1f')} | "
@@ -376,8 +121,9 @@ def sources(groups_by_section: dict, out_dir: str) -> list[str]:
     return lines + [""]
 
 
-def completed_sections(results_dir: str) -> tuple[list[dict], dict, list[str]]:
-    """(the completed runs under results_dir/runs, {(dataset, model): {method label: runs}}, notes on grouping)."""
+def completed_sections(results_dir: str, split_by: list[str] | None = None) -> tuple[list[dict], dict, list[str]]:
+    """(the completed runs under results_dir/runs, {(dataset, model): {method label: runs}}, notes on grouping);
+    split_by: settings whose values split a method's runs into groups of their own."""
     try:
         runs = [r for r in load_runs(results_dir) if r["run_info"].get("status") == "completed"]
     except ResultsError as error:
@@ -385,7 +131,10 @@ def completed_sections(results_dir: str) -> tuple[list[dict], dict, list[str]]:
     if not runs:
         raise ReportError(f"no completed runs in {os.path.join(results_dir, 'runs')}; train some first "
                           "(python benchmark.py --preset quick)")
-    grouped, notes = group_runs(runs)
+    try:
+        grouped, notes = group_runs(runs, split_by or [])
+    except GroupingError as error:
+        raise ReportError(str(error)) from None
     by_section: dict[tuple, dict] = {}
     for (dataset, model, label), members in sorted(grouped.items()):
         by_section.setdefault((dataset, model), {})[label] = members
@@ -393,10 +142,10 @@ def completed_sections(results_dir: str) -> tuple[list[dict], dict, list[str]]:
 
 
 def write_report(results_dir: str, output_dir: str | None = None, reference: str | None = None,
-                 n_resamples: int = 10000, command: str | None = None) -> str:
+                 n_resamples: int = 10000, command: str | None = None, split_by: list[str] | None = None) -> str:
     """Build report.md and its charts from the completed runs under results_dir/runs; returns its path."""
     output_dir = output_dir or results_dir
-    runs, by_section, notes = completed_sections(results_dir)
+    runs, by_section, notes = completed_sections(results_dir, split_by)
     command = command or f"python report.py --results_dir {results_dir}"
     lines = ["# Fine-tuning methods: comparison over seeds", "",
              f"{len(runs)} completed run(s) from `{os.path.join(results_dir, 'runs')}`. Regenerate with "
@@ -407,9 +156,9 @@ def write_report(results_dir: str, output_dir: str | None = None, reference: str
     try:
         for (dataset, model), groups in by_section.items():
             lines += section(dataset, model, groups, reference, n_resamples, output_dir, charts)
-    except ReportError:
+    except (ReportError, ResultsError) as error:  # nothing is written
         plt.close("all")
-        raise
+        raise ReportError(str(error)) from None
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     lines += sources(by_section, output_dir)
@@ -425,15 +174,19 @@ def write_report(results_dir: str, output_dir: str | None = None, reference: str
     return path
 
 
-def report_markdown(results_dir: str, reference: str | None, n_resamples: int, command: str) -> str:
+def report_markdown(results_dir: str, reference: str | None, n_resamples: int, command: str,
+                    split_by: list[str] | None = None) -> str:
     """The report's tables alone, after the line naming the date, the command and the machine: no charts, no
     run list, nothing written. What a generated table in docs/ holds."""
-    runs, by_section, notes = completed_sections(results_dir)
+    runs, by_section, notes = completed_sections(results_dir, split_by)
     lines = [generated_line(command, runs), ""]
     for (dataset, model), groups in by_section.items():
         summaries = {label: group_summary(members) for label, members in groups.items()}
         lines += [bold_heading(2, f"{dataset} · {model}"), ""]
-        lines += section_tables(groups, summaries, reference, n_resamples, bold_heading)
+        try:
+            lines += section_tables(groups, summaries, reference, n_resamples, bold_heading)
+        except ResultsError as error:
+            raise ReportError(str(error)) from None
     if notes:
         lines += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
     lines.append(f"Environment: {environment_line(runs)}.")
@@ -448,11 +201,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", default=None, help="Where report.md and its charts go (default: "
                                                            "--results_dir).")
     parser.add_argument("--reference", default=None,
-                        help="Method label every other method is compared with (default: full, where present).")
+                        help="Method label every other method is compared with (default: full, where present); with "
+                             "--split_by, also a setting's value (precision=fp32): each method against its own.")
     parser.add_argument("--n_resamples", type=int, default=10000, help="Bootstrap resamples (default 10000).")
+    parser.add_argument("--split_by", nargs="+", default=[], metavar="SETTING",
+                        help="Also group a method's runs by these settings, e.g. training.precision or "
+                             "pipeline.precision (what auto resolved to); labels become 'lora (precision=bf16)'.")
     parser.add_argument("--markdown", action="store_true",
                         help="Print the tables (after a line naming the date, this command and the runs' machine) "
                              "and write nothing: what a generated table in docs/ holds.")
+    parser.add_argument("--findings", action="store_true",
+                        help="Instead: write the findings (the design documents' claims with verdicts) from the "
+                             "findings_* sweeps under --sweeps_dir to --findings_file, charts beside it.")
+    parser.add_argument("--sweeps_dir", default=os.path.join("results", "benchmarks"),
+                        help="With --findings: where benchmark.py made the findings_* sweeps.")
+    parser.add_argument("--findings_file", default=os.path.join("docs", "findings.md"),
+                        help="With --findings: the document to write (its charts go to findings/ beside it).")
+    parser.add_argument("--headline", action="store_true",
+                        help="With --findings: print the verdicts in one sentence (the README's block) and write "
+                             "nothing.")
     args = parser.parse_args(argv)
     if args.n_resamples < 100:
         print("error: --n_resamples must be at least 100 for a usable interval", file=sys.stderr)
@@ -460,13 +227,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown and args.output_dir:
         print("error: --markdown prints the tables and writes nothing; drop --output_dir", file=sys.stderr)
         return 2
+    if args.headline and not args.findings:
+        print("error: --headline goes with --findings", file=sys.stderr)
+        return 2
+    if args.findings:
+        return write_findings_command(args, argv)
     try:
         if args.markdown:
             print(report_markdown(args.results_dir, args.reference, args.n_resamples,
-                                  shlex.join(["python", "report.py", *argv])), end="")
+                                  shlex.join(["python", "report.py", *argv]), args.split_by), end="")
             return 0
-        path = write_report(args.results_dir, args.output_dir, args.reference, args.n_resamples)
+        path = write_report(args.results_dir, args.output_dir, args.reference, args.n_resamples,
+                            command=shlex.join(["python", "report.py", *argv]), split_by=args.split_by)
     except ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def write_findings_command(args, argv: list[str]) -> int:
+    if args.markdown or args.output_dir or args.split_by or args.reference:
+        print("error: --findings takes only --sweeps_dir, --findings_file, --headline and --n_resamples",
+              file=sys.stderr)
+        return 2
+    from ftbench.findings import headline_block, write_findings
+
+    command = shlex.join(["python", "report.py", *argv])
+    try:
+        if args.headline:
+            print(headline_block(args.sweeps_dir, args.n_resamples, command), end="")
+            return 0
+        path = write_findings(args.sweeps_dir, args.findings_file, args.n_resamples, command)
+    except (ResultsError, ReportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {path}")

@@ -21,8 +21,12 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 def method_colours(runs: list[dict]) -> dict:
     """One colour per method label (PALETTE in label order)."""
-    methods = sorted({label_of(r) for r in runs})
-    return {method: PALETTE[i % len(PALETTE)] for i, method in enumerate(methods)}
+    return label_colours([label_of(r) for r in runs])
+
+
+def label_colours(labels: list[str]) -> dict:
+    """One colour per label of a chart's groups (PALETTE in label order)."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
 
 
 def method_markers(runs: list[dict]) -> dict:

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from config import RunConfig
-from ftbench.distributed import gather_from_all
+from ftbench.distributed import gather_from_all, world_size
 from ftbench.metrics import majority_baseline
+from ftbench.precision import compute_dtype
 from ftbench.run_store import MERGED_MODEL_DIR, MODEL_DIR, PREDICTIONS_FILE, write_json_atomic
 from ftbench.transforms import ModelTransform
 from logger_callback import RunRecorder
@@ -49,7 +50,7 @@ def utilisation_probe(model, device: torch.device, pipeline: dict, recorder: Run
         recorder.write(f"model FLOPs not counted ({type(error).__name__}: {str(error).splitlines()[0]}); "
                        f"no MFU for this run")
         return None
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pipeline["precision"], torch.float32)
+    dtype = compute_dtype(pipeline["precision"])
     gather_from_all(None)  # processes measure at the same moment, sharing the machine as they will in training
     return {"coefficients": coefficients, "peak": flops.peak_matmul_flops(device, dtype)}
 
@@ -122,13 +123,31 @@ def _predict_in_order(trainer, dataset):
 
 
 def _revalidate(trainer, validation, best: dict) -> dict:
-    """The model about to be tested, evaluated on the validation split again: it must give the figures recorded
-    when its checkpoint was chosen, or it is not that checkpoint (a restore that went wrong) and testing it
-    would report another model's result."""
+    """The model about to be tested must be the one chosen: its logits on the first validation batch, recomputed,
+    must equal those recorded when its checkpoint was evaluated (exact on the CPU; a GPU may sum in another
+    order), or it is not that checkpoint (a restore that went wrong) and testing it would report another model's
+    result. Where that batch was not kept (several processes, a checkpoint from before it was kept), the whole
+    validation split is evaluated again and must give the recorded loss and accuracy."""
+    head = trainer.recorder.validation_heads.get(str(best["step"]))
+    if head is None or world_size() > 1:
+        return _revalidate_whole_split(trainer, validation, best)
+    head = np.asarray(head, dtype=np.float64)
+    order = trainer.eval_order(validation) or list(range(len(validation)))
+    again = trainer.predict(validation.select(order[:len(head)]), metric_key_prefix="val").predictions
+    difference = float(np.max(np.abs(np.asarray(again, dtype=np.float64) - head)))
+    scale = max(1.0, float(np.max(np.abs(head))))
+    tolerance = 1e-5 if trainer.args.device.type == "cpu" else 2e-2  # bf16 logits on a GPU: about 3 digits
+    if difference > tolerance * scale:
+        raise RuntimeError(f"the selected model (step {best['step']}) does not reproduce its validation logits "
+                           f"(largest difference {difference:.3g} on the first {len(head)} examples evaluated): its "
+                           f"checkpoint was not restored correctly, so its test figures would belong to another model")
+    return {"rule": "the first validation batch's logits recomputed", "examples": len(head),
+            "max_abs_logit_difference": difference}
+
+
+def _revalidate_whole_split(trainer, validation, best: dict) -> dict:
     metrics = trainer.predict(validation, metric_key_prefix="val").metrics
     again = {"val_loss": metrics["val_loss"], "val_accuracy": metrics["val_accuracy"]}
-    # Exact on the CPU (a wrongly restored prompt encoder moved a tiny model's loss by 6e-5 only); a GPU may
-    # sum in another order, so there a little tolerance.
     tolerance = 1e-6 if trainer.args.device.type == "cpu" else 1e-3
     if abs(again["val_loss"] - best["val_loss"]) > tolerance * max(1.0, abs(best["val_loss"])) \
             or abs(again["val_accuracy"] - best["val_accuracy"]) > 1.5 / len(validation):
@@ -136,7 +155,7 @@ def _revalidate(trainer, validation, best: dict) -> dict:
                            f"(loss {again['val_loss']:.6f} vs {best['val_loss']:.6f}, accuracy "
                            f"{again['val_accuracy']:.4f} vs {best['val_accuracy']:.4f}): its checkpoint was not "
                            f"restored correctly, so its test figures would belong to another model")
-    return again
+    return {"rule": "the whole validation split evaluated again", **again}
 
 
 class PhaseClock:

@@ -12,7 +12,7 @@ FLOPs: padded tokens do no useful work, so the count uses each example's real le
 For a transformer encoder the FLOPs of one sequence of L tokens are exactly c0 + c1*L + c2*L^2 (per-sequence
 head, per-token linear layers, and attention's L x L products), so three probe lengths give the coefficients.
 
-    python flops.py            # the peak matmul rate of this machine's CPU (and GPU, if there is one)
+    python -m ftbench.flops    # the peak matmul rates (fp32, bf16) of this machine's CPU (and GPU, if there is one)
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ if __name__ == "__main__":
     argparse.ArgumentParser(description="Measure the peak matmul rate of this machine's CPU (and GPU, if there is "
                                         "one), as MFU uses it.").parse_args()
     for name in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
-        for dtype in (torch.float32, torch.bfloat16) if name == "cuda" else (torch.float32,):
+        for dtype in (torch.float32, torch.bfloat16):  # bf16 on a CPU without native bf16 is emulated: slow
             peak = peak_matmul_flops(torch.device(name), dtype)
             print(f"{name} {peak['dtype']}: {peak['peak_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
                   f"({peak['matmul_size']}x{peak['matmul_size']} matmul, {peak['threads']} threads)")

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ftbench.errors import ConfigError
 from ftbench.model_names import resolve_model_path
+from ftbench.precision import check_precision
 from ftbench.registry import get_method
 from ftbench.transforms import ModelTransform
 
@@ -88,10 +89,7 @@ def check_device(run_config) -> torch.device:
     """The run's device, and a refusal where its precision or torch.compile cannot run there."""
     training = run_config.training
     device = choose_device(training.device)
-    if training.precision not in ("fp32", "auto") and device.type != "cuda":
-        raise ConfigError(f"--precision {training.precision} needs a CUDA device; on the CPU use --precision fp32")
-    if training.precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("this GPU does not support bf16; use --precision fp16")
+    check_precision(training.precision, device)
     if training.torch_compile and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
         raise ConfigError("--torch_compile on the CPU needs a C++ compiler (g++ not found); install one or drop "
                           "--torch_compile")

@@ -6,6 +6,7 @@ which examples happen to be in the test split. These helpers put that noise into
     summarize(values)               mean, sample std and Student-t confidence interval over seeds
     mcnemar(correct_a, correct_b)   exact McNemar test: two models, one seed, same test examples
     paired_bootstrap(a, b)          difference in accuracy over seeds and examples, resampling both
+    holm(p_values)                  Holm's step-down adjustment for several comparisons at once
     mean_curve(histories)           per-step mean and std of training histories across seeds
 
 All functions are pure (lists or numpy arrays in, plain dicts of Python numbers out).
@@ -139,6 +140,19 @@ def paired_bootstrap(correct_a, correct_b, n_resamples: int = 10000, seed: int =
         "n_examples": int(n_examples),
         "test": "paired bootstrap",
     }
+
+
+def holm(p_values) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given: the i-th smallest of m is multiplied by m - i
+    (i from 0), each kept at least as large as the one before it, and capped at 1. Rejecting where the adjusted
+    p is below alpha controls the chance of any false rejection among the m at alpha."""
+    values = [float(p) for p in p_values]
+    adjusted = [0.0] * len(values)
+    running = 0.0
+    for rank, index in enumerate(sorted(range(len(values)), key=lambda i: values[i])):
+        running = max(running, min(1.0, (len(values) - rank) * values[index]))
+        adjusted[index] = running
+    return adjusted
 
 
 def _is_metric(value) -> bool:

@@ -21,6 +21,7 @@ from ftbench import run_store
 from ftbench.distributed import world_size
 from ftbench.length_sampler import LengthGroupedShuffleSampler, length_sorted_order, real_lengths
 from ftbench.metrics import classification_metrics
+from ftbench.precision import resolve_precision
 from ftbench.run_store import CHECKPOINTS_DIR, RESUME_STATE_FILE, write_json_atomic
 from logger_callback import RunRecorder
 
@@ -36,6 +37,7 @@ class BenchmarkTrainer(Trainer):
         self.recorder = recorder
         self.group_by_length = group_by_length
         self.on_checkpoint: Callable[[int], None] | None = None  # told the step of each complete checkpoint
+        self._last_predictions = None
         # Classification losses are per-batch means: let the Trainer divide them for gradient accumulation
         # (models whose forward takes **kwargs are otherwise assumed to normalise by item count themselves).
         self.model_accepts_loss_kwargs = False
@@ -129,6 +131,23 @@ class BenchmarkTrainer(Trainer):
                                f"(unexpected: {outcome.unexpected_keys[:3]}, "
                                f"missing: {sorted(trainable - set(tensors))[:3]})")
 
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        self._last_predictions = output.predictions  # in the order evaluation visited the split
+        return output
+
+    def evaluate(self, *args, **kwargs):
+        metrics = super().evaluate(*args, **kwargs)
+        if self.is_in_train and self._last_predictions is not None:
+            head = self._last_predictions[:self.args.eval_batch_size]
+            self.recorder.validation_heads[str(self.state.global_step)] = head.tolist()
+        return metrics
+
+    def prediction_step(self, *args, **kwargs):
+        # inference_mode, not only no_grad: no version counters or views tracked for autograd while evaluating.
+        with torch.inference_mode():
+            return super().prediction_step(*args, **kwargs)
+
     def _maybe_log_save_evaluate(self, *args, **kwargs):
         if not (self.control.should_evaluate or self.control.should_save):
             return super()._maybe_log_save_evaluate(*args, **kwargs)
@@ -201,9 +220,7 @@ def resolve_pipeline(run_config: RunConfig, device: torch.device) -> dict:
     """What the speed options amount to on this device; recorded in the results as train_info.pipeline."""
     training = run_config.training
     cuda = device.type == "cuda"
-    precision = training.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    precision, precision_reason = resolve_precision(training.precision, device)
     workers = training.dataloader_num_workers
     if workers == -1:
         workers = min(2, os.cpu_count() or 1) if cuda else 0
@@ -213,6 +230,7 @@ def resolve_pipeline(run_config: RunConfig, device: torch.device) -> dict:
         "padding": run_config.data.padding,
         "group_by_length": training.group_by_length,
         "precision": precision,
+        "precision_reason": precision_reason,
         "tf32": tf32,
         "attn_implementation": training.attn_implementation,  # replaced by the model's actual one once loaded
         "optimizer": "adamw_torch_fused" if training.fused_adamw else "adamw_torch",
@@ -230,17 +248,36 @@ def steps_per_epoch(training, num_train_examples: int) -> int:
     return max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
 
 
-def common_training_arguments(training, pipeline: dict, device: torch.device) -> dict:
-    """TrainingArguments every training phase shares (fine-tuning, and continued pre-training before it)."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = pipeline["tf32"]
-        torch.backends.cudnn.allow_tf32 = pipeline["tf32"]
+def optimizer_arguments(training) -> dict:
+    """The optimizer's settings every training phase shares, and bench_speed.py's competent user too."""
     return dict(
         weight_decay=training.weight_decay,
         warmup_steps=training.warmup_ratio,  # transformers 5: a value below 1 is a share of the steps
         lr_scheduler_type=training.lr_scheduler_type,
         max_grad_norm=training.max_grad_norm,
         seed=training.seed,
+    )
+
+
+def budget_arguments(training) -> dict:
+    """Batches, steps and the learning rate of fine-tuning (the competent user's are the same)."""
+    return dict(
+        num_train_epochs=training.num_train_epochs,
+        max_steps=training.max_steps,
+        per_device_train_batch_size=training.per_device_train_batch_size,
+        per_device_eval_batch_size=training.per_device_eval_batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        learning_rate=training.learning_rate,
+    )
+
+
+def common_training_arguments(training, pipeline: dict, device: torch.device) -> dict:
+    """TrainingArguments every training phase shares (fine-tuning, and continued pre-training before it)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = pipeline["tf32"]
+        torch.backends.cudnn.allow_tf32 = pipeline["tf32"]
+    return dict(
+        **optimizer_arguments(training),
         logging_steps=training.logging_steps,
         report_to="none",
         use_cpu=device.type == "cpu",
@@ -271,12 +308,7 @@ def build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir: st
     args = TrainingArguments(
         # Absolute, because the trainer state records checkpoint paths and a run may resume from another folder.
         output_dir=os.path.abspath(os.path.join(run_dir, CHECKPOINTS_DIR)),
-        num_train_epochs=training.num_train_epochs,
-        max_steps=training.max_steps,
-        per_device_train_batch_size=training.per_device_train_batch_size,
-        per_device_eval_batch_size=training.per_device_eval_batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        learning_rate=training.learning_rate,
+        **budget_arguments(training),
         eval_strategy="steps",
         eval_steps=never,
         save_strategy="steps",

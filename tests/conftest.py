@@ -14,6 +14,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# --precision auto trains in bf16 on CPUs with native bf16 and in fp32 on others: every test (and every process it
+# starts) sees a CPU without, so that no expected value depends on the machine. tests/test_precision.py tries both.
+os.environ["FTB_CPU_NATIVE_BF16"] = "0"
+
 # The offline data sets (SST-2, IMDb, NSMC, Financial PhraseBank); FTB_SHARED_DATA points elsewhere.
 SHARED_DATA = Path(os.environ.get("FTB_SHARED_DATA") or ROOT.parent / "shared" / "data")
 

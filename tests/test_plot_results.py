@@ -100,6 +100,7 @@ def test_end_to_end_writes_plots_and_exact_summary(trained_runs, tmp_path, capsy
         assert row[7] == f"{train['test']['accuracy']:.4f}"
         assert row[8] == f"{train['test']['f1_macro']:.4f}"
         assert row[9] == f"{train['checkpoint_size_mib']:.2f}"
+        assert row[10] == f"{train['wall_time_s']:.1f}" and train["wall_time_s"] > train["train_time_s"]
     meta = load(trained_runs["full"])["meta_info"]
     assert f"torch {meta['torch']}, transformers {meta['transformers']}, peft {meta['peft']}" in summary
     assert "No runs skipped." in summary

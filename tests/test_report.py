@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import plot_results  # noqa: E402
 import report  # noqa: E402
-from ftbench import stats  # noqa: E402
+from ftbench import paired, stats  # noqa: E402
 
 T_975_2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))  # Student t, 2 degrees of freedom, closed form
 LABELS = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1]  # 20 test examples
@@ -101,21 +101,79 @@ def test_comparison_against_full_matches_hand_counts(sweep):
     assert row[2].startswith(f"{difference:+.4f} [")
     # Seed 1: LoRA right where full is wrong on 0 examples (16..19 LoRA wrong too), full right where LoRA is
     # wrong on examples 0-2 and 15: b=0, c=4, exact p = 2 * C(4,0) / 2^4 = 0.125.
-    assert "seed 1: 0.125 (0/4)" in row[4]
+    assert "seed 1: 0.125 (0/4)" in row[5]
     # Seed 2: LoRA right on 0-9, full on 0-14: b=0, c=5, p = 2/32 = 0.0625.
-    assert "seed 2: 0.0625 (0/5)" in row[4]
+    assert "seed 2: 0.0625 (0/5)" in row[5]
     # Seed 3: LoRA right on 0-13, 16, 17; full on 0-16: b=1 (example 17), c=2 (14, 15), p = 2 * 4/8 = 1.
     lora3, full3 = np.array(CORRECT[("lora", 3)]), np.array(CORRECT[("full", 3)])
     b, c = int(((lora3 == 1) & (full3 == 0)).sum()), int(((lora3 == 0) & (full3 == 1)).sum())
     assert (b, c) == (1, 2)
-    assert "seed 3: 1 (1/2)" in row[4]
+    assert "seed 3: 1 (1/2)" in row[5]
     p = min(1.0, 2 * sum(math.comb(b + c, k) for k in range(min(b, c) + 1)) / 2 ** (b + c))
-    assert f"seed 3: {p:.3g} ({b}/{c})" in row[4]
+    assert f"seed 3: {p:.3g} ({b}/{c})" in row[5]
     # The bootstrap row is the paired bootstrap of exactly these arrays.
     expected = stats.paired_bootstrap(np.array([CORRECT[("lora", s)] for s in (1, 2, 3)]),
                                       np.array([CORRECT[("full", s)] for s in (1, 2, 3)]), 2000, 0)
     assert row[2] == f"{expected['difference']:+.4f} [{expected['ci_low']:+.4f}, {expected['ci_high']:+.4f}]"
     assert expected["ci_low"] < expected["difference"] < 0 and expected["ci_high"] <= 0
+    assert row[3] == row[4]  # one comparison: Holm leaves its p as it is
+
+
+def test_what_to_use_under_a_limit_is_each_costs_pareto_front(sweep):
+    root, template = sweep
+    text = Path(report.write_report(str(root))).read_text()
+    rows = table(text, "### What to use under a limit")
+    memory = template["train_info"]["memory"]["peak_rss_mib"]  # every run here is a copy: the same memory
+    params = template["train_info"]["num_params_trainable"]
+    full = f"{np.mean([0.80, 0.75, 0.85]):.4f} ± {np.std([0.80, 0.75, 0.85], ddof=1):.4f}"
+    lora = f"{np.mean([0.60, 0.50, 0.80]):.4f} ± {np.std([0.60, 0.50, 0.80], ddof=1):.4f}"
+    below = f"{100 * (np.mean([0.80, 0.75, 0.85]) - np.mean([0.60, 0.50, 0.80])):.2f}"
+    assert rows == [
+        ["peak memory (MiB, CPU RSS)", f"{memory:,.0f}", "full", full, "0.00"],  # a tie in cost: the better
+        ["train time (s)", "82.0", "lora", lora, below],  # 80, 82, 84 s: the cheapest
+        ["train time (s)", "110.0", "full", full, "0.00"],
+        ["trainable parameters", f"{params:,}", "full", full, "0.00"],
+    ]
+
+
+def test_split_by_a_setting_compares_the_runs_of_one_method(trained_runs, tmp_path, capsys):
+    """LoRA's runs in two precisions: without --split_by one group, where each seed's newer run replaces the older
+    (with a note saying so); with it, two groups, compared with each other as two methods would be."""
+    template = json.loads((Path(trained_runs["full"]) / "results.json").read_text())
+    root = tmp_path / "precision"
+    for seed in (1, 2, 3):
+        write_run(root, template, "lora", seed, CORRECT[("full", seed)], run_id=f"fp32-{seed}",
+                  training__precision="fp32")
+        write_run(root, template, "lora", seed, CORRECT[("lora", seed)], run_id=f"bf16-{seed}",
+                  training__precision="bf16")
+    text = Path(report.write_report(str(root))).read_text()
+    assert "3 older run(s) of a seed that was run again left out" in text
+    assert report.main(["--results_dir", str(root), "--markdown", "--split_by", "training.precision",
+                        "--reference", "lora (precision=fp32)", "--n_resamples", "2000"]) == 0
+    text = capsys.readouterr().out
+    assert {row[0] for row in table(text, "**tweets")} == {"lora (precision=fp32)", "lora (precision=bf16)"}
+    (row,) = table(text, "**Against lora (precision=fp32)")
+    assert row[0] == "lora (precision=bf16)" and "seed 1: 0.125 (0/4)" in row[5]  # as lora against full above
+    assert "differ in" not in text
+    assert report.main(["--results_dir", str(root), "--split_by", "training.nope"]) == 2
+    assert "--split_by training.nope is not a setting of run" in capsys.readouterr().err
+    # Each method against its own fp32 runs: full's bf16 runs are right exactly where its fp32 runs are.
+    for seed in (1, 2, 3):
+        for precision in ("fp32", "bf16"):
+            write_run(root, template, "full", seed, CORRECT[("full", seed)], run_id=f"full-{precision}-{seed}",
+                      training__precision=precision)
+    assert report.main(["--results_dir", str(root), "--markdown", "--split_by", "training.precision",
+                        "--reference", "precision=fp32", "--n_resamples", "2000"]) == 0
+    rows = {row[0]: row for row in table(capsys.readouterr().out, "**Against precision=fp32 (each method against")}
+    assert set(rows) == {"lora (precision=bf16)", "full (precision=bf16)"}
+    assert "seed 1: 0.125 (0/4)" in rows["lora (precision=bf16)"][5]
+    assert rows["full (precision=bf16)"][2].startswith("+0.0000 [+0.0000, +0.0000]")
+    assert "seed 1: 1 (0/0)" in rows["full (precision=bf16)"][5]
+    # Two comparisons: Holm doubles the smaller p (LoRA's), and full's p = 1 stays 1.
+    assert (rows["full (precision=bf16)"][3], rows["full (precision=bf16)"][4]) == ("1", "1")
+    lora_p, lora_holm = rows["lora (precision=bf16)"][3:5]
+    assert lora_holm == lora_p if lora_p.startswith("<") else float(lora_holm) == pytest.approx(2 * float(lora_p),
+                                                                                              rel=0.01)
 
 
 def test_every_number_names_its_runs_and_charts_are_written(sweep):
@@ -180,7 +238,7 @@ def test_plot_results_report_flag_and_errors(sweep, tmp_path, capsys):
 
 def test_pareto_front_keeps_only_undominated_points():
     points = [(10, 0.8), (5, 0.7), (20, 0.79), (1, 0.6), (30, 0.9), (5, 0.65)]
-    assert report.pareto_front(points) == [(1, 0.6), (5, 0.7), (10, 0.8), (30, 0.9)]
+    assert paired.pareto_front(points) == [(1, 0.6), (5, 0.7), (10, 0.8), (30, 0.9)]
 
 
 def test_broken_prediction_file_is_one_clear_error(sweep):

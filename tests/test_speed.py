@@ -129,6 +129,7 @@ def test_recipe_pads_to_max_length_and_the_suite_does_not(tiny_bert, tmp_path):
     assert suite["train_padded_tokens"] < 0.8 * recipe["train_padded_tokens"]
     assert suite["pipeline"] | {"optimizer": None} == {
         "padding": "longest", "group_by_length": True, "precision": "fp32", "tf32": False, "optimizer": None,
+        "precision_reason": "auto: FTB_CPU_NATIVE_BF16=0",
         "attn_implementation": "sdpa", "torch_compile": False, "dataloader_num_workers": 0,
         "dataloader_pin_memory": False, "gradient_checkpointing": False, "world_size": 1}
     assert suite["pipeline"]["optimizer"] == "adamw_torch_fused" and recipe["pipeline"]["optimizer"] == "adamw_torch"
@@ -166,21 +167,37 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_bert, tmp_path):
 def test_bench_speed_compares_the_pipelines_and_sweeps_length_and_batch(tiny_bert, tmp_path, capsys):
     out = str(tmp_path / "speed")
     status = bench_speed.main(["--methods", "full", "--model", tiny_bert, "--dataset", "tweets", "--output_dir", out,
-                               "--name", "cmp", "--run_args", "--max_train_samples 64 --max_eval_samples 32 "
-                               "--num_train_epochs 1 --per_device_train_batch_size 16 --save_model false"])
+                               "--name", "cmp", "--repeats", "2", "--run_args", "--max_train_samples 64 "
+                               "--max_eval_samples 32 --num_train_epochs 1 --per_device_train_batch_size 16 "
+                               "--save_model false"])
     assert status == 0
     report = json.load(open(os.path.join(out, "cmp", "speed.json")))
     full = report["methods"]["full"]
-    assert full["samples_per_s_ratio"] == pytest.approx(
-        full["suite"]["train_samples_per_s"] / full["recipe"]["train_samples_per_s"])
-    assert full["recipe"]["text_share_of_tokens"] < full["suite"]["text_share_of_tokens"] <= 1
-    assert "suite ÷ recipe" in open(os.path.join(out, "cmp", "speed.md")).read()
+    suite, others = full["suite"], full["others"]
+    assert set(others) == {"recipe", "competent-fp32"}  # the tests' CPU has no native bf16 (conftest)
+    for name, other in others.items():
+        assert full["ratios"][name]["samples_per_s_ratio"] == pytest.approx(
+            suite["train_samples_per_s"] / other["train_samples_per_s"])
+        assert full["ratios"][name]["test_accuracy_difference_points"] == pytest.approx(
+            100 * (suite["test_accuracy"] - other["test_accuracy"]))
+    assert others["recipe"]["text_share_of_tokens"] < suite["text_share_of_tokens"] <= 1
+    # Two measurements of the suite and the competent user: the median of two is their mean.
+    for row in (suite, others["competent-fp32"]):
+        assert len(row["samples_per_s_each"]) == 2
+        assert row["train_samples_per_s"] == pytest.approx(sum(row["samples_per_s_each"]) / 2)
+    competent = json.load(open(os.path.join(out, "cmp", "competent", "full-competent-fp32.json")))
+    assert (competent["train_samples"], competent["global_steps"]) == (64, 4)  # the suite's examples and steps
+    assert competent["pipeline"]["precision"] == "fp32" and competent["pipeline"]["optimizer"] == "adamw_torch_fused"
+    table = open(os.path.join(out, "cmp", "speed.md")).read()
+    assert "suite ÷ recipe" in table and "suite ÷ competent-fp32" in table
+    assert f"| full | suite | {suite['train_samples_per_s']:.1f} (" in table and ", n=2) |" in table
     # Re-running finds the completed runs instead of training again.
     assert bench_speed.main(["--methods", "full", "--model", tiny_bert, "--dataset", "tweets", "--output_dir", out,
-                             "--name", "cmp", "--run_args", "--max_train_samples 64 --max_eval_samples 32 "
-                             "--num_train_epochs 1 --per_device_train_batch_size 16 --save_model false"]) == 0
-    assert capsys.readouterr().out.count("already completed, skipped") == 2
-    assert len(glob.glob(os.path.join(out, "cmp", "runs", "*"))) == 2
+                             "--name", "cmp", "--repeats", "2", "--run_args", "--max_train_samples 64 "
+                             "--max_eval_samples 32 --num_train_epochs 1 --per_device_train_batch_size 16 "
+                             "--save_model false"]) == 0
+    assert capsys.readouterr().out.count("already completed, skipped") == 5
+    assert len(glob.glob(os.path.join(out, "cmp", "runs", "*"))) == 3  # suite, its repeat, recipe
 
     status = bench_speed.main(["--scaling", "--methods", "lora", "--model", tiny_bert, "--dataset", "tweets",
                                "--output_dir", out, "--name", "grow", "--seq_lengths", "16", "64",
@@ -188,8 +205,9 @@ def test_bench_speed_compares_the_pipelines_and_sweeps_length_and_batch(tiny_ber
                                "--steps", "2"])
     assert status == 0
     entries = json.load(open(os.path.join(out, "grow", "scaling.json")))["entries"]
-    assert {(e["seq_length"], e["batch_size"], e["gradient_checkpointing"]) for e in entries} == {
-        (16, 8, False), (16, 8, True), (64, 8, False), (64, 8, True), (16, 4, False)}
+    assert sorted((e["seq_length"], e["batch_size"], e["gradient_checkpointing"], e["precision"]) for e in entries) \
+        == [(16, 4, False, "fp32"), (16, 8, False, "bf16"), (16, 8, False, "fp32"), (16, 8, True, "fp32"),
+            (64, 8, False, "fp32"), (64, 8, True, "fp32")]  # the base point also in the precision auto did not pick
     for entry in entries:
         run = results_of(os.path.join(out, "grow"), entry["run_id"])["train_info"]
         assert run["train_padded_tokens"] == 2 * entry["batch_size"] * entry["seq_length"]  # padded to the length
@@ -210,10 +228,20 @@ def test_a_failed_cell_is_reported_and_the_sweep_goes_on(tiny_bert, tmp_path, ca
     assert status == 1
     report = json.load(open(os.path.join(out, "p", "scaling.json")))
     assert sorted((e["method"], e["seq_length"]) for e in report["entries"]) == [
-        ("lora", 16), ("prefix", 16), ("prefix", 108)]
+        ("lora", 16), ("lora", 16), ("prefix", 16), ("prefix", 16), ("prefix", 108)]  # base point in fp32 and bf16
     [failed] = report["not_measured"]
     assert (failed["method"], failed["seq_length"]) == ("lora", 256) and "exit status 1" in failed["reason"]
     assert "not measured: exit status 1" in open(os.path.join(out, "p", "scaling.md")).read()
+
+
+def test_on_a_cpu_with_native_bf16_the_competent_user_is_measured_in_bf16_and_fp32(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FTB_CPU_NATIVE_BF16", "1")
+    assert bench_speed.main(["--methods", "lora", "--output_dir", str(tmp_path), "--dry_run"]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert [c.split()[0] for c in commands] == ["train_lora.py", "-m", "-m", "train_lora.py"]
+    assert commands[1].endswith("--precision auto --tf32 true --fused_adamw true --dataloader_num_workers -1 "
+                                "--precision bf16")
+    assert commands[2].endswith("--precision fp32") and "--precision fp32" in commands[3]
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from ftbench.stats import mcnemar, mean_curve, paired_bootstrap, summarize
+from ftbench.stats import holm, mcnemar, mean_curve, paired_bootstrap, summarize
 
 # t_{0.975, 2} in closed form: for 2 degrees of freedom, t_p = (2p - 1) * sqrt(2 / (4 p (1 - p))).
 T_975_DF2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))
@@ -194,3 +194,12 @@ def test_mean_curve_single_seed_and_empty():
     assert rows == [{"step": 5, "val_loss_mean": 1.0, "val_loss_std": None,
                      "epoch_mean": 0.5, "epoch_std": None, "n": 1}]
     assert mean_curve([]) == []
+
+
+def test_holm_by_hand():
+    # Sorted 0.01, 0.02, 0.04, 0.30 of m=4: x4 = 0.04, x3 = 0.06, x2 = 0.08, x1 = 0.30; monotone; given order kept.
+    assert holm([0.04, 0.01, 0.30, 0.02]) == pytest.approx([0.08, 0.04, 0.30, 0.06])
+    # A smaller adjusted value after a larger one is raised to it (step-down monotonicity), and 1 caps.
+    assert holm([0.01, 0.011, 0.5]) == pytest.approx([0.03, 0.03, 0.5])
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
+    assert holm([0.2]) == [0.2] and holm([]) == []

@@ -96,7 +96,8 @@ def test_results_schema_field_by_field(trained_runs):
             "f1_macro": 2 * share / (share + 1) / sum(1 for c in test_counts if c)})
         best = max(info["history"], key=lambda h: h["val_accuracy"])
         # the tested model, evaluated on validation again, reproduces the figures it was chosen on
-        revalidated = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"]}
+        revalidated = {"rule": "the first validation batch's logits recomputed", "examples": 64,
+                       "max_abs_logit_difference": 0.0}  # all 64 fit one batch of 128; bit-identical on the CPU
         assert info["selection"] == {"metric": "val_accuracy", "best_step": best["step"],
                                      "best_value": best["val_accuracy"], "rule": "best validation checkpoint",
                                      "revalidated": revalidated}
@@ -259,12 +260,12 @@ def test_prefix_refused_for_mpnet_before_any_work(tmp_path, monkeypatch, capsys)
     ("full", ["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1"),
     ("full", ["--model_name_or_path", "/no/such/model"], "cannot load model '/no/such/model'"),
     ("lora", ["--dataset", "sst2", "--data_dir", "/no/such/dir"], "--data_dir '/no/such/dir' is not a folder"),
-    ("full", ["--precision", "bf16"], "--precision bf16 needs a CUDA device"),
+    ("full", ["--precision", "fp16"], "--precision fp16 needs a CUDA device"),
     ("prefix", ["--gradient_checkpointing", "true"], "prefix tuning cannot use --gradient_checkpointing"),
     ("full", ["--device", "cuda"], "no CUDA device is available"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tiny_bert, tmp_path, capsys, method, extra, fragment):
-    if "cuda" in " ".join(extra):
+    if "cuda" in " ".join(extra) or "fp16" in extra:
         import torch
 
         if torch.cuda.is_available():
@@ -294,6 +295,25 @@ def test_failure_and_interruption_are_recorded_not_claimed(tiny_bert, tmp_path, 
         if status == "failed":
             assert results["run_info"]["error"] == "RuntimeError: simulated crash"
             assert "simulated crash" in open(os.path.join(run_dir, "training_log.txt")).read()
+
+
+def test_a_wrongly_restored_checkpoint_is_caught_before_testing(tiny_bert, tmp_path, monkeypatch):
+    """The selected checkpoint restored with one head weight off by 1e-4: the recomputed validation logits
+    differ, and the run fails instead of reporting test figures of a model that was never chosen."""
+    import torch
+
+    restore = BenchmarkTrainer._load_best_model
+
+    def restore_wrongly(self):
+        restore(self)
+        with torch.no_grad():
+            [weight for name, weight in self.model.named_parameters() if "classifier" in name][0][0, 0] += 1e-4
+
+    monkeypatch.setattr(BenchmarkTrainer, "_load_best_model", restore_wrongly)
+    assert train("full", ["--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + QUICK) == 1
+    results = results_of(glob.glob(str(tmp_path / "runs" / "*"))[0])
+    assert results["run_info"]["status"] == "failed" and "test" not in results["train_info"]
+    assert "does not reproduce its validation logits" in results["run_info"]["error"]
 
 
 def test_run_folders_are_never_reused(tmp_path):

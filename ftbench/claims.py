@@ -1,0 +1,228 @@
+"""The design documents' claims C1-C7, each measured on the findings sweeps and given a verdict
+(ftbench.verdicts). claims(sweeps, n_resamples) returns, per claim, its rows for the verdict table and the
+details for its own section of docs/findings.md."""
+
+from __future__ import annotations
+
+from ftbench import verdicts
+from ftbench.paired import compare, figure_on_test
+from ftbench.report_tables import format_p
+from ftbench.run_store import peak_memory, train_time
+from ftbench.verdicts import NOT_MEASURED, Interval
+
+DIFFERS = ("the model is all-MiniLM-L6-v2 (22.7M parameters, 6 layers, 384 wide) instead of DistilBERT, BERT-base "
+           "or klue/roberta-base; training is on a 2-core CPU in bf16 autocast where the CPU has it, not on a GPU; "
+           "each method's learning rate was chosen on validation (one seed) instead of fixed, batch 32")
+
+
+def _seeds(runs: list[dict]) -> dict:
+    return {run["run_info"].get("seed"): run for run in runs}
+
+
+def accuracy_comparisons(groups: dict, reference: str, n_resamples: int) -> dict:
+    """{label: comparison with the reference} for every other group with two or more seeds, p-values
+    Holm-adjusted over these comparisons together (the sweep's family)."""
+    from ftbench import stats
+
+    if len(groups.get(reference, [])) < 2:
+        return {}
+    results = {}
+    for label, runs in groups.items():
+        if label == reference or len(runs) < 2:
+            continue
+        result = compare(runs, groups[reference], n_resamples)
+        if "error" in result:
+            continue
+        boot = result["bootstrap"]
+        result["interval"] = Interval(100 * boot["difference"], 100 * boot["ci_low"], 100 * boot["ci_high"], "points")
+        results[label] = result
+    for label, adjusted in zip(results, stats.holm([r["bootstrap"]["p_value"] for r in results.values()])):
+        results[label]["holm_p"] = adjusted
+    return results
+
+
+def seed_paired(runs: list[dict], reference: list[dict], value, relative: bool) -> tuple[Interval, int] | None:
+    """The per-seed differences value(run) - value(reference run of the same seed), in percent of the reference
+    where relative: their mean and 95% Student-t interval, and how many seeds; None under two seeds."""
+    from ftbench import stats
+
+    ours, theirs = _seeds(runs), _seeds(reference)
+    pairs = [(value(ours[s]), value(theirs[s])) for s in ours if s in theirs]
+    differences = [100 * (a - b) / b if relative else a - b for a, b in pairs if a is not None and b is not None]
+    summary = stats.summarize(differences)
+    if summary["n"] < 2:
+        return None
+    return Interval(summary["mean"], summary["ci_low"], summary["ci_high"], "percent" if relative else "loss"), \
+        summary["n"]
+
+
+def _mean_std(runs: list[dict], value, spec: str) -> str:
+    from ftbench import stats
+
+    summary = stats.summarize([value(run) for run in runs])
+    if summary["mean"] is None:
+        return "–"
+    return format(summary["mean"], spec) + (f" ± {summary['std']:{spec}}" if summary["std"] is not None else "")
+
+
+def accuracy(run: dict) -> float | None:
+    value = figure_on_test(run, "accuracy")
+    return None if value is None else 100 * value
+
+
+def final_gap(run: dict) -> float | None:
+    return run["train_info"].get("final_generalization_gap")
+
+
+def selected_gap(run: dict) -> float | None:
+    step = (run["train_info"].get("selection") or {}).get("best_step")
+    return next((h.get("generalization_gap") for h in run["train_info"].get("history") or [] if h["step"] == step),
+                None)
+
+
+def accuracy_row(what: str, label: str, reference: str, groups: dict, comparisons: dict, verdict_of) -> dict:
+    """A row of a claim: the method against the reference on test accuracy."""
+    result = comparisons.get(label)
+    if result is None:
+        return {"what": what, "measured": "fewer than two seeds measured", "verdict": NOT_MEASURED, "detail": None}
+    mcnemar = "; ".join(f"seed {m['seed']}: {format_p(m['p_value'])} ({m['a_only']}/{m['b_only']})"
+                        for m in result["mcnemar"])
+    boot = result["bootstrap"]
+    resolution = 1 / boot["n_resamples"]
+    return {"what": what, "measured": f"{result['interval'].text()}", "verdict": verdict_of(result["interval"]),
+            "detail": f"| {what} | {_mean_std(groups[label], accuracy, '.2f')} | "
+                      f"{_mean_std(groups[reference], accuracy, '.2f')} | {result['interval'].text()} | "
+                      f"{format_p(boot['p_value'], resolution)} (Holm {format_p(result['holm_p'], resolution)}) | "
+                      f"{mcnemar} | {verdict_of(result['interval'])} |"}
+
+
+def paired_row(what: str, runs: list | None, reference: list | None, value, relative: bool, claimed_sign: int,
+               spec: str) -> dict:
+    """A row of a claim on time, memory or the gap: per-seed paired differences."""
+    measured = seed_paired(runs, reference, value, relative) if runs and reference else None
+    if measured is None:
+        return {"what": what, "measured": "fewer than two seeds measured", "verdict": NOT_MEASURED, "detail": None}
+    interval, n = measured
+    verdict = verdicts.directional(interval, claimed_sign)
+    return {"what": what, "measured": interval.text(), "verdict": verdict,
+            "detail": f"| {what} | {_mean_std(runs, value, spec)} | {_mean_std(reference, value, spec)} | "
+                      f"{interval.text()} | – | {n} seeds paired | {verdict} |"}
+
+
+DETAIL_HEADER = ["| comparison | method (mean ± std) | reference (mean ± std) | difference [95% interval] | "
+                 "bootstrap p | McNemar p per seed (discordant: method right / reference right) | verdict |",
+                 "|---|---|---|---|---|---|---|"]
+
+
+def claim(claim_id: str, text: str, documents: str, rows: list[dict], needs: list[str], differs: str) -> dict:
+    details = [row["detail"] for row in rows if row["detail"]]
+    lines = DETAIL_HEADER + details + [""] if details else []
+    missing = [row["what"] for row in rows if row["verdict"] == NOT_MEASURED]
+    if missing:
+        lines += [f"Not measured yet: {', '.join(missing)}; run `{'`, `'.join(needs)}`.", ""]
+    return {"id": claim_id, "claim": text, "documents": documents, "rows": rows, "details": lines,
+            "differs": differs}
+
+
+def sweep_command(preset: str) -> str:
+    """The command that makes (or resumes) a findings sweep."""
+    return f"python benchmark.py --preset {preset} --data_dir ../shared/data"
+
+
+def _memory(run: dict) -> float | None:
+    return peak_memory(run)[0]
+
+
+def close(margin: float):
+    return lambda interval: verdicts.alike(interval, margin)
+
+
+def lower(interval: Interval) -> str:
+    return verdicts.directional(interval, -1)
+
+
+def accuracy_claims(sst2: dict, sst2_cmp: dict, fpb: dict, fpb_cmp: dict, imdb: dict, imdb_cmp: dict) -> list[dict]:
+    sst2_cmds = [sweep_command("findings_sst2"), sweep_command("findings_sst2_lora_5e-4")]
+    fpb_cmd = sweep_command("findings_phrasebank")
+    c1 = claim("C1", "LoRA comes close to full fine-tuning on SST-2", "DistilBERT, 10 epochs, lr 1e-5 (full) and "
+               "5e-4 (LoRA); no LoRA figure given", [
+                   accuracy_row("SST-2, LoRA at its chosen rate vs full", "lora", "full", sst2, sst2_cmp,
+                                close(verdicts.CLOSE_MARGIN_POINTS)),
+                   accuracy_row("SST-2, LoRA at 5e-4 vs full", "lora (lr 5e-4)", "full", sst2, sst2_cmp,
+                                close(verdicts.CLOSE_MARGIN_POINTS))],
+               sst2_cmds, DIFFERS + "; 3 epochs instead of 10")
+    c3 = claim("C3", "LoRA is within the error range of full fine-tuning", "NSMC, klue/roberta-base: 90.56 (full) vs "
+               "90.39 (LoRA), -0.17 points", [
+                   accuracy_row("SST-2, LoRA vs full", "lora", "full", sst2, sst2_cmp,
+                                close(verdicts.EQUAL_MARGIN_POINTS)),
+                   accuracy_row("Financial PhraseBank, LoRA vs full", "lora", "full", fpb, fpb_cmp,
+                                close(verdicts.EQUAL_MARGIN_POINTS))],
+               sst2_cmds[:1] + [fpb_cmd], DIFFERS + "; NSMC needs a Korean model the offline machines lack, so the "
+               "claim is tested on SST-2 and Financial PhraseBank (the NSMC preset stays for GPU users)")
+    c5 = claim("C5", "Prefix tuning matches full fine-tuning on SST-2", "BERT-base, 10 epochs, batch 16, lr 1e-6: "
+               "88.11 (prefix) vs 88.07 (full)", [
+                   accuracy_row("SST-2, prefix vs full", "prefix", "full", sst2, sst2_cmp,
+                                close(verdicts.EQUAL_MARGIN_POINTS))],
+               sst2_cmds[:1], DIFFERS + "; 3 epochs instead of 10")
+    c6 = claim("C6", "On long reviews (IMDb, 256 tokens) LoRA and prefix tuning cost about 2.3 points",
+               "DistilBERT: 92.2 (full) vs 89.9 (LoRA); BERT-base: 93.09 (full) vs 90.79 (prefix)", [
+                   accuracy_row("IMDb, LoRA vs full", "lora", "full", imdb, imdb_cmp, lower),
+                   accuracy_row("IMDb, prefix vs full", "prefix", "full", imdb, imdb_cmp, lower)],
+               [sweep_command("findings_imdb")], DIFFERS + "; a CPU budget of 5,000 training reviews for 2 epochs, and "
+               "2,000 reviews each for validation and test, instead of all 25,000 for 3 epochs: it leaves open "
+               "whether the gap closes or widens with the full training set")
+    return [c1, c3, c5, c6]
+
+
+def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
+    rows = []
+    for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
+        lora, full = groups.get("lora"), groups.get("full")
+        rows += [paired_row(f"{name}, LoRA vs full, peak memory", lora, full, _memory, True, -1, ",.0f"),
+                 paired_row(f"{name}, LoRA vs full, train time", lora, full, train_time, True, -1, ",.1f")]
+    c2 = claim("C2", "LoRA needs less memory and time than full fine-tuning", "SST-2: -38% memory, -13% time; "
+               "NSMC: -40% VRAM, -27% time", rows,
+               [sweep_command("findings_sst2"), sweep_command("findings_phrasebank")],
+               DIFFERS + "; memory here is the process's peak resident memory on the CPU, of which weights, "
+               "gradients and optimizer state are a smaller share than of a GPU's allocated memory (the Python "
+               "process, libraries and activations are in it too); train times were measured on a machine "
+               "shared with other work at times, so they carry more noise than a dedicated GPU's")
+    gap_rows = []
+    for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
+        lora, full = groups.get("lora"), groups.get("full")
+        gap_rows += [paired_row(f"{name}, final gap, LoRA - full", lora, full, final_gap, False, -1, ".4f"),
+                     paired_row(f"{name}, gap at the selected checkpoint, LoRA - full", lora, full, selected_gap,
+                                False, -1, ".4f")]
+    c4 = claim("C4", "LoRA generalises better (a smaller gap between validation and training loss)",
+               "NSMC: gap 0.1618 (full) vs 0.0154 (LoRA)", gap_rows,
+               [sweep_command("findings_sst2"), sweep_command("findings_phrasebank")],
+               DIFFERS + "; the gap is the final validation loss minus the training loss (mean over the steps since "
+               "the previous evaluation), as the documents took it, and also at the checkpoint that was selected")
+    return [c2, c4]
+
+
+def template_claim(fpb: dict) -> dict:
+    from ftbench.registry import method_names
+
+    measured = [m for m in method_names() if len(fpb.get(m, [])) >= 2]
+    complete = all(figure_on_test(r, "f1_macro") is not None and r["train_info"].get("history")
+                   for m in measured for r in fpb[m])
+    verdict = verdicts.CONFIRMED if len(measured) == len(method_names()) and complete else NOT_MEASURED
+    row = {"what": "Financial PhraseBank, every method", "verdict": verdict, "detail": None,
+           "measured": f"{len(measured)} of {len(method_names())} methods with 2 or more seeds: trainable parameters, "
+                       "peak memory, time, accuracy, macro-F1 and learning curves for each (tables below)"}
+    return claim("C7", "One table of every method: parameters, peak memory, time, accuracy, F1, learning curves",
+                 "a template with feature extraction, full, continued pre-training + fine-tuning, LoRA/QLoRA, prompt "
+                 "tuning, adapters and prefix tuning, and no numbers", [row], [sweep_command("findings_phrasebank")],
+                 DIFFERS + "; the suite adds BitFit, LN tuning, DoRA, AdaLoRA, VeRA, IA3 and P-tuning")
+
+
+def claims(sweeps: dict, n_resamples: int) -> list[dict]:
+    """Every claim, measured on the loaded sweeps ({key: LoadedSweep})."""
+    sst2 = {**sweeps["sst2"].groups, **{f"{k} (lr 5e-4)": v for k, v in sweeps["sst2_doc_rate"].groups.items()}}
+    fpb, imdb = sweeps["phrasebank"].groups, sweeps["imdb"].groups
+    compared = {key: accuracy_comparisons(groups, "full", n_resamples) for key, groups in
+                (("sst2", sst2), ("fpb", fpb), ("imdb", imdb))}
+    c1, c3, c5, c6 = accuracy_claims(sst2, compared["sst2"], fpb, compared["fpb"], imdb, compared["imdb"])
+    c2, c4 = cost_claims(sst2, fpb)
+    return [c1, c2, c3, c4, c5, c6, template_claim(fpb)]

@@ -1,0 +1,200 @@
+"""docs/findings.md: the design documents' claims (C1-C7) re-tested on the full-scale sweeps, a verdict per claim
+by the rules stated once at its top (ftbench.verdicts), and what to use under a limit.
+
+    python report.py --findings      # docs/findings.md, and its charts in docs/findings/
+
+It reads the sweeps that benchmark.py's findings_* presets make (python benchmark.py --preset findings_sst2
+--data_dir ../shared/data, and so on, in results/benchmarks/). A sweep not made or not finished yet is named
+as such, and a claim that needs it is "not measured yet". Every figure in the document is computed here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from ftbench.claims import claims, sweep_command
+from ftbench.docs_tables import generated_line
+from ftbench.paired import group_summary
+from ftbench.recommend import recommendation_lines
+from ftbench.report_tables import memory_kind_of, section_tables
+from ftbench.run_groups import group_runs
+from ftbench.run_store import load_runs, train_time, write_text_atomic
+from ftbench.verdicts import NOT_MEASURED, RULES
+
+CHARTS_DIR = "findings"  # beside the document
+
+
+@dataclass(frozen=True)
+class FindingsSweep:
+    key: str
+    preset: str  # benchmark.py's preset, and the sweep's folder name
+    title: str
+
+
+SWEEPS = (
+    FindingsSweep("sst2", "findings_sst2", "SST-2, complete"),
+    FindingsSweep("sst2_doc_rate", "findings_sst2_lora_5e-4", "SST-2, complete, LoRA at the documents' 5e-4"),
+    FindingsSweep("phrasebank", "findings_phrasebank", "Financial PhraseBank, every method"),
+    FindingsSweep("imdb", "findings_imdb", "IMDb at 256 tokens"),
+)
+
+
+@dataclass
+class LoadedSweep:
+    spec: FindingsSweep
+    folder: str
+    runs: list = field(default_factory=list)  # completed runs
+    groups: dict = field(default_factory=dict)  # {method label: runs sorted by seed}
+    manifest: dict | None = None  # benchmark.json
+
+
+def load_sweep(spec: FindingsSweep, sweeps_dir: str) -> LoadedSweep:
+    folder = os.path.join(sweeps_dir, spec.preset)
+    loaded = LoadedSweep(spec, folder)
+    if os.path.isdir(os.path.join(folder, "runs")):
+        loaded.runs = [r for r in load_runs(folder) if r["run_info"].get("status") == "completed"]
+        grouped, _ = group_runs(loaded.runs)
+        loaded.groups = {label: runs for (_, _, label), runs in sorted(grouped.items())}
+    manifest = os.path.join(folder, "benchmark.json")
+    if os.path.isfile(manifest):
+        with open(manifest, encoding="utf-8") as handle:
+            loaded.manifest = json.load(handle)
+    return loaded
+
+
+def learning_rate(run: dict) -> float:
+    return run["run_info"]["config"]["training"]["learning_rate"]
+
+
+def sweeps_table(sweeps: dict) -> list[str]:
+    lines = ["| sweep | command | runs completed / planned | failed cells | runs resumed | wall time of its runs (h) "
+             "| learning rates used |", "|---|---|---|---|---|---|---|"]
+    for loaded in sweeps.values():
+        cells = (loaded.manifest or {}).get("cells") or []
+        planned = sum(1 for c in cells if c.get("kind") == "run") or "–"
+        failed = [c["cell_id"] for c in cells if c.get("status") == "failed"]
+        resumed = sum(1 for r in loaded.runs if r["run_info"].get("resumes"))
+        hours = sum(c.get("wall_time_s") or 0 for c in cells) / 3600
+        rates = "; ".join(f"{label} {', '.join(sorted({format(learning_rate(r), 'g') for r in runs}))}"
+                          for label, runs in loaded.groups.items())
+        lines.append(f"| {loaded.spec.title} | `{sweep_command(loaded.spec.preset)}` | {len(loaded.runs)} / {planned} "
+                     f"| {', '.join(failed) or 'none'} | {resumed} | {hours:.2f} | {rates or '–'} |")
+    return lines + ["", "Wall time: the runs' own, learning-rate search included, from each sweep's benchmark.json. "
+                    "A sweep resumes where it stopped: re-run its command.", ""]
+
+
+def headline(results: list[dict]) -> str:
+    """The verdicts in one sentence: each claim's verdicts, and how many measurements are still to come."""
+    rows = [row for claim in results for row in claim["rows"]]
+    waiting = sum(1 for row in rows if row["verdict"] == NOT_MEASURED)
+    parts = []
+    for claim in results:
+        found = list(dict.fromkeys(row["verdict"] for row in claim["rows"] if row["verdict"] != NOT_MEASURED))
+        if found:
+            parts.append(f"{claim['id']} {' / '.join(found)}")
+    if not parts:
+        return f"No claim is measured yet: all {len(rows)} measurements await their sweeps."
+    return (f"Verdicts so far: {'; '.join(parts)} ({len(rows) - waiting} of {len(rows)} measurements made"
+            + (f"; {waiting} await their sweeps)." if waiting else ")."))
+
+
+def claims_table(results: list[dict]) -> list[str]:
+    lines = ["| # | claim | the documents | measured here | verdict |", "|---|---|---|---|---|"]
+    for claim in results:
+        for k, row in enumerate(claim["rows"]):
+            named = [claim["id"], claim["claim"], claim["documents"]] if k == 0 else ["", "", ""]
+            lines.append("| " + " | ".join(named + [f"{row['what']}: {row['measured']}", f"**{row['verdict']}**"])
+                         + " |")
+    return lines + [""]
+
+
+def claim_sections(results: list[dict]) -> list[str]:
+    lines = []
+    for claim in results:
+        lines += [f"### {claim['id']}: {claim['claim']}", "", f"The documents: {claim['documents']}.", ""]
+        lines += claim["details"] + [f"What differs from the documents: {claim['differs']}", ""]
+    return lines
+
+
+def charts(sweeps: dict, out_dir: str) -> tuple[list[str], dict]:
+    """The learning curves of each sweep (epochs on the x axis, so that where validation accuracy stops rising
+    shows) and the accuracy-against-cost chart of the every-method sweep; ({path: figure}, Markdown)."""
+    from ftbench.chart_style import label_colours
+    from ftbench.comparison_charts import curves_chart, pareto_chart
+
+    figures, lines = {}, []
+    sst2 = {**sweeps["sst2"].groups, **{f"{k} (lr 5e-4)": v for k, v in sweeps["sst2_doc_rate"].groups.items()}}
+    for key, groups, title in (("sst2", sst2, "SST-2"), ("phrasebank", sweeps["phrasebank"].groups,
+                                                          "Financial PhraseBank"),
+                               ("imdb", sweeps["imdb"].groups, "IMDb, 256 tokens")):
+        if not groups:
+            continue
+        colours = label_colours(list(groups))
+        name = f"{CHARTS_DIR}/curves_{key}.png"
+        figures[os.path.join(out_dir, name)] = curves_chart(groups, colours, f"{title}, MiniLM")
+        lines += [f"![learning curves, {title}]({name})", ""]
+        if key == "phrasebank":
+            summaries = {label: group_summary(runs) for label, runs in groups.items()}
+            name = f"{CHARTS_DIR}/pareto_{key}.png"
+            figures[os.path.join(out_dir, name)] = pareto_chart(summaries, colours, f"{title}, MiniLM",
+                                                                memory_kind_of(groups))
+            lines += [f"![accuracy against cost, {title}]({name})", ""]
+    return lines, figures
+
+
+def what_to_use(sweeps: dict) -> list[str]:
+    lines = []
+    for key in ("phrasebank", "sst2"):
+        groups = sweeps[key].groups
+        if len(groups) >= 2:
+            summaries = {label: group_summary(runs) for label, runs in groups.items()}
+            lines += [f"**{sweeps[key].spec.title}** ({len(groups)} methods)", ""]
+            lines += recommendation_lines(summaries, memory_kind_of(groups))
+    return lines or ["Not measured yet: run the findings_phrasebank sweep.", ""]
+
+
+def findings_document(sweeps_dir: str, out_path: str, n_resamples: int, command: str) -> tuple[str, dict]:
+    """The document's Markdown and its charts {path: figure}, from the sweeps under sweeps_dir."""
+    sweeps = {spec.key: load_sweep(spec, sweeps_dir) for spec in SWEEPS}
+    every_run = [run for loaded in sweeps.values() for run in loaded.runs]
+    results = claims(sweeps, n_resamples)
+    chart_lines, figures = charts(sweeps, os.path.dirname(os.path.abspath(out_path)))
+    phrasebank = sweeps["phrasebank"].groups
+    lines = ["# Findings: the design documents' claims, re-tested at full scale", "",
+             generated_line(command, every_run), "", f"**In short.** {headline(results)}", "",
+             "Each claim of the design documents is re-tested here on complete data sets with the suite's "
+             "statistics, on this machine's CPU with the offline model (all-MiniLM-L6-v2), and given a verdict by "
+             "the rules below. The documents' runs were single runs on GPUs with larger models; what differs is "
+             "said under each claim.", "",
+             "## How a verdict is reached", "", RULES, "## The sweeps", ""] + sweeps_table(sweeps)
+    lines += ["## Verdicts", ""] + claims_table(results) + ["## What to use under a limit", ""] + what_to_use(sweeps)
+    lines += ["## The claims one by one", ""] + claim_sections(results)
+    if phrasebank:
+        summaries = {label: group_summary(runs) for label, runs in phrasebank.items()}
+        lines += ["## Every method on Financial PhraseBank (C7's table)", ""]
+        lines += section_tables(phrasebank, summaries, "full", n_resamples, lambda level, text: f"**{text}**")
+    lines += ["## Learning curves", ""] + chart_lines
+    train_hours = sum(train_time(r) or 0 for r in every_run) / 3600
+    lines += [f"{len(every_run)} completed runs, {train_hours:.1f} hours of training time in all.", ""]
+    return "\n".join(lines), figures
+
+
+def headline_block(sweeps_dir: str, n_resamples: int, command: str) -> str:
+    """The generated line and the headline, for the README's generated block."""
+    sweeps = {spec.key: load_sweep(spec, sweeps_dir) for spec in SWEEPS}
+    runs = [run for loaded in sweeps.values() for run in loaded.runs]
+    return f"{generated_line(command, runs)}\n\n{headline(claims(sweeps, n_resamples))}\n"
+
+
+def write_findings(sweeps_dir: str, out_path: str, n_resamples: int, command: str) -> str:
+    from ftbench.chart_style import plt
+
+    text, figures = findings_document(sweeps_dir, out_path, n_resamples, command)
+    for path, figure in figures.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+    write_text_atomic(out_path, text)
+    return out_path

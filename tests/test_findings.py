@@ -1,0 +1,135 @@
+"""report.py --findings: the claims' verdicts from sweeps whose runs are copies of a real tiny run with their test
+predictions, memory, time and gaps set by hand, so that every verdict follows from a hand computation; and the
+verdict rules on their own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import report
+from ftbench import verdicts
+from ftbench.verdicts import Interval
+
+LABELS = [0, 1, 2] * 6 + [0, 1]  # 20 test examples
+FULL_RIGHT = {1: 16, 2: 15, 3: 17}  # full fine-tuning gets the first k right, per seed
+
+
+def write_run(sweep: Path, template: dict, method: str, seed: int, right: list[int], memory: float, seconds: float,
+              gap: float, learning_rate: float) -> None:
+    data = json.loads(json.dumps(template))
+    run_id = f"2026120{seed}-120000_{method}_{sweep.name}_seed{seed}"
+    info, train = data["run_info"], data["train_info"]
+    info.update(run_id=run_id, seed=seed, method=method, method_label=method, started_at=f"2026-12-0{seed}T12:00")
+    info["config"]["training"].update(seed=seed, run_name=run_id, learning_rate=learning_rate)
+    train["test"]["accuracy"] = sum(right) / len(right)
+    train["memory"]["peak_rss_mib"] = memory
+    train["train_time_s"] = seconds
+    train["final_generalization_gap"] = gap
+    for entry in train["history"]:
+        entry["generalization_gap"] = gap / 2
+    train["selection"]["best_step"] = train["history"][0]["step"]
+    folder = sweep / "runs" / run_id
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(data))
+    predictions = [label if ok else (label + 1) % 3 for label, ok in zip(LABELS, right)]
+    (folder / "test_predictions.json").write_text(json.dumps({"labels": LABELS, "predictions": predictions}))
+
+
+@pytest.fixture
+def sweeps(trained_runs, tmp_path) -> Path:
+    """SST-2: LoRA right exactly where full is (a difference of 0), prefix right on 10 of 20 (far below), LoRA at
+    5e-4 as LoRA; LoRA with 40%, 39%, 38% less memory and 20-30% less time, but a larger gap. The other sweeps
+    are not made: their claims are not measured yet."""
+    template = json.loads((Path(trained_runs["full"]) / "results.json").read_text())
+    root = tmp_path / "benchmarks"
+    sst2, doc_rate = root / "findings_sst2", root / "findings_sst2_lora_5e-4"
+    for seed, k in FULL_RIGHT.items():
+        full = [1] * k + [0] * (20 - k)
+        write_run(sst2, template, "full", seed, full, 1000.0, 100.0 + 10 * (seed - 1), 0.10, 5e-5)
+        write_run(sst2, template, "lora", seed, full, 600.0 + 10 * (seed - 1), 80.0 + 2 * (seed - 1), 0.30, 3e-3)
+        write_run(sst2, template, "prefix", seed, [1] * 10 + [0] * 10, 700.0, 90.0, 0.10, 1e-2)
+        write_run(doc_rate, template, "lora", seed, full, 600.0, 80.0, 0.30, 5e-4)
+    (sst2 / "benchmark.json").write_text(json.dumps({"cells": [
+        {"cell_id": "full-sst2-minilm-seed1", "kind": "run", "status": "completed", "wall_time_s": 3600.0},
+        {"cell_id": "lora-sst2-minilm-seed4", "kind": "run", "status": "failed", "wall_time_s": 1800.0}]}))
+    return root
+
+
+def verdict_rows(text: str) -> list[list[str]]:
+    lines = text[text.index("## Verdicts"):].splitlines()[4:]
+    rows = []
+    for line in lines:
+        if not line.startswith("| "):
+            break
+        rows.append([cell.strip() for cell in line.split("|")[1:-1]])
+    return rows
+
+
+def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_path):
+    out = tmp_path / "docs" / "findings.md"
+    assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out),
+                        "--n_resamples", "2000"]) == 0
+    text = out.read_text()
+    rows = {row[3].split(":")[0]: (row[3].split(": ", 1)[1], row[4]) for row in verdict_rows(text)}
+    # LoRA right on exactly the examples full is: every bootstrap difference is 0, the interval [0, 0].
+    assert rows["SST-2, LoRA at its chosen rate vs full"] == ("+0.00 points [+0.00, +0.00]", "**confirmed**")
+    assert rows["SST-2, LoRA at 5e-4 vs full"] == ("+0.00 points [+0.00, +0.00]", "**confirmed**")
+    assert rows["SST-2, LoRA vs full"][1] == "**confirmed**"  # C3, within ±0.5
+    # Prefix: 50% against 80/75/85%: the whole interval far below -0.5 points.
+    measured, verdict = rows["SST-2, prefix vs full"]
+    assert verdict == "**not confirmed**" and measured.startswith(f"{100 * (0.5 - np.mean([0.8, 0.75, 0.85])):+.2f}")
+    # Memory: -40%, -39%, -38% of 1000 MiB; mean -39, t-interval -39 ± 4.303 * 1 / sqrt(3).
+    half = 4.302652729911275 * 1.0 / np.sqrt(3)
+    assert rows["SST-2, LoRA vs full, peak memory"] == (f"-39.00% [{-39 - half:+.2f}, {-39 + half:+.2f}]",
+                                                        "**confirmed**")
+    # Time: 80/100, 82/110, 84/120 -> -20%, -25.45%, -30%.
+    times = [100 * (80 / 100 - 1), 100 * (82 / 110 - 1), 100 * (84 / 120 - 1)]
+    assert rows["SST-2, LoRA vs full, train time"][0].startswith(f"{np.mean(times):+.2f}%")
+    assert rows["SST-2, LoRA vs full, train time"][1] == "**confirmed**"
+    # The gap: LoRA's is larger by 0.2 on every seed (an interval of zero width): the claim is reversed.
+    assert rows["SST-2, final gap, LoRA - full"] == ("+0.20 [+0.20, +0.20]", "**reversed**")
+    assert rows["SST-2, gap at the selected checkpoint, LoRA - full"] == ("+0.10 [+0.10, +0.10]", "**reversed**")
+    for missing in ("Financial PhraseBank, LoRA vs full", "IMDb, LoRA vs full", "IMDb, prefix vs full",
+                    "Financial PhraseBank, every method"):
+        assert rows[missing][1] == "**not measured yet**"
+    assert "run `python benchmark.py --preset findings_imdb --data_dir ../shared/data`" in text
+    # The sweeps: planned and failed cells and wall time from benchmark.json, rates from the runs.
+    assert ("| SST-2, complete | `python benchmark.py --preset findings_sst2 --data_dir ../shared/data` | 9 / 2 | "
+            "lora-sst2-minilm-seed4 | 0 | 1.50 | full 5e-05; lora 0.003; prefix 0.01 |") in text
+    # What to use: memory 600-620 (LoRA, as accurate as full) is the only choice on memory.
+    assert "| peak memory (MiB, CPU RSS) | 610 | lora |" in text
+    assert (out.parent / "findings" / "curves_sst2.png").stat().st_size > 10_000
+    assert text.startswith("# Findings") and "Generated " in text.splitlines()[2]
+    headline = ("Verdicts so far: C1 confirmed; C2 confirmed; C3 confirmed; C4 reversed; C5 not confirmed (8 of 16 "
+                "measurements made; 8 await their sweeps).")
+    assert text.splitlines()[4] == f"**In short.** {headline}"
+
+
+def test_the_readme_headline_is_the_findings_one_and_writes_nothing(sweeps, tmp_path, capsys):
+    assert report.main(["--findings", "--headline", "--sweeps_dir", str(sweeps), "--n_resamples", "2000"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Generated ") and " from 12 run(s) on " in lines[0]
+    assert lines[2].startswith("Verdicts so far: C1 confirmed;")
+    assert not (tmp_path / "docs").exists()
+    assert report.main(["--headline"]) == 2
+
+
+@pytest.mark.parametrize("low, high, margin, expected", [
+    (-0.4, 0.3, 0.5, verdicts.CONFIRMED), (-0.6, 0.3, 0.5, verdicts.INCONCLUSIVE),
+    (-3.0, -0.6, 0.5, verdicts.NOT_CONFIRMED), (0.7, 2.0, 0.5, verdicts.NOT_CONFIRMED),
+    (-0.9, 0.9, 1.0, verdicts.CONFIRMED)])
+def test_alike_verdicts(low, high, margin, expected):
+    assert verdicts.alike(Interval(0.0, low, high, "points"), margin) == expected
+
+
+@pytest.mark.parametrize("low, high, unit, expected", [
+    (-30.0, -10.0, "percent", verdicts.CONFIRMED), (10.0, 30.0, "percent", verdicts.REVERSED),
+    (-4.0, 4.0, "percent", verdicts.NOT_CONFIRMED), (-6.0, 4.0, "percent", verdicts.INCONCLUSIVE),
+    (-0.01, 0.015, "loss", verdicts.NOT_CONFIRMED), (-3.0, -0.1, "points", verdicts.CONFIRMED),
+    (0.0, 0.3, "points", verdicts.NOT_CONFIRMED)])
+def test_directional_verdicts_for_a_claimed_decrease(low, high, unit, expected):
+    assert verdicts.directional(Interval(0.0, low, high, unit), -1) == expected
