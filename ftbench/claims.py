@@ -5,8 +5,8 @@ details for its own section of docs/findings.md."""
 from __future__ import annotations
 
 from ftbench import verdicts
-from ftbench.paired import compare, figure_on_test
-from ftbench.report_tables import format_p
+from ftbench.paired import compare_pairs, figure_on_test, runs_by_seed
+from ftbench.report_tables import format_p, mcnemar_text, mean_std
 from ftbench.run_store import peak_memory, train_time
 from ftbench.verdicts import NOT_MEASURED, Interval
 
@@ -15,29 +15,17 @@ DIFFERS = ("the model is all-MiniLM-L6-v2 (22.7M parameters, 6 layers, 384 wide)
            "each method's learning rate was chosen on validation (one seed) instead of fixed, batch 32")
 
 
-def _seeds(runs: list[dict]) -> dict:
-    return {run["run_info"].get("seed"): run for run in runs}
-
-
 def accuracy_comparisons(groups: dict, reference: str, n_resamples: int) -> dict:
     """{label: comparison with the reference} for every other group with two or more seeds, p-values
     Holm-adjusted over these comparisons together (the sweep's family)."""
-    from ftbench import stats
-
     if len(groups.get(reference, [])) < 2:
         return {}
-    results = {}
-    for label, runs in groups.items():
-        if label == reference or len(runs) < 2:
-            continue
-        result = compare(runs, groups[reference], n_resamples)
-        if "error" in result:
-            continue
+    pairs = [(label, reference) for label, runs in groups.items() if label != reference and len(runs) >= 2]
+    results = {label: result for label, result in compare_pairs(groups, pairs, n_resamples).items()
+               if "error" not in result}
+    for result in results.values():
         boot = result["bootstrap"]
         result["interval"] = Interval(100 * boot["difference"], 100 * boot["ci_low"], 100 * boot["ci_high"], "points")
-        results[label] = result
-    for label, adjusted in zip(results, stats.holm([r["bootstrap"]["p_value"] for r in results.values()])):
-        results[label]["holm_p"] = adjusted
     return results
 
 
@@ -46,7 +34,7 @@ def seed_paired(runs: list[dict], reference: list[dict], value, relative: bool) 
     where relative: their mean and 95% Student-t interval, and how many seeds; None under two seeds."""
     from ftbench import stats
 
-    ours, theirs = _seeds(runs), _seeds(reference)
+    ours, theirs = runs_by_seed(runs), runs_by_seed(reference)
     pairs = [(value(ours[s]), value(theirs[s])) for s in ours if s in theirs]
     differences = [100 * (a - b) / b if relative else a - b for a, b in pairs if a is not None and b is not None]
     summary = stats.summarize(differences)
@@ -59,10 +47,7 @@ def seed_paired(runs: list[dict], reference: list[dict], value, relative: bool) 
 def _mean_std(runs: list[dict], value, spec: str) -> str:
     from ftbench import stats
 
-    summary = stats.summarize([value(run) for run in runs])
-    if summary["mean"] is None:
-        return "–"
-    return format(summary["mean"], spec) + (f" ± {summary['std']:{spec}}" if summary["std"] is not None else "")
+    return mean_std(stats.summarize([value(run) for run in runs]), spec)
 
 
 def accuracy(run: dict) -> float | None:
@@ -85,15 +70,13 @@ def accuracy_row(what: str, label: str, reference: str, groups: dict, comparison
     result = comparisons.get(label)
     if result is None:
         return {"what": what, "measured": "fewer than two seeds measured", "verdict": NOT_MEASURED, "detail": None}
-    mcnemar = "; ".join(f"seed {m['seed']}: {format_p(m['p_value'])} ({m['a_only']}/{m['b_only']})"
-                        for m in result["mcnemar"])
     boot = result["bootstrap"]
     resolution = 1 / boot["n_resamples"]
     return {"what": what, "measured": f"{result['interval'].text()}", "verdict": verdict_of(result["interval"]),
             "detail": f"| {what} | {_mean_std(groups[label], accuracy, '.2f')} | "
                       f"{_mean_std(groups[reference], accuracy, '.2f')} | {result['interval'].text()} | "
                       f"{format_p(boot['p_value'], resolution)} (Holm {format_p(result['holm_p'], resolution)}) | "
-                      f"{mcnemar} | {verdict_of(result['interval'])} |"}
+                      f"{mcnemar_text(result)} | {verdict_of(result['interval'])} |"}
 
 
 def paired_row(what: str, runs: list | None, reference: list | None, value, relative: bool, claimed_sign: int,
@@ -217,9 +200,14 @@ def template_claim(fpb: dict) -> dict:
                  DIFFERS + "; the suite adds BitFit, LN tuning, DoRA, AdaLoRA, VeRA, IA3 and P-tuning")
 
 
+def sst2_groups(sweeps: dict) -> dict:
+    """SST-2's groups: the main sweep's, and LoRA at the documents' rate as 'lora (lr 5e-4)'."""
+    return {**sweeps["sst2"].groups, **{f"{k} (lr 5e-4)": v for k, v in sweeps["sst2_doc_rate"].groups.items()}}
+
+
 def claims(sweeps: dict, n_resamples: int) -> list[dict]:
     """Every claim, measured on the loaded sweeps ({key: LoadedSweep})."""
-    sst2 = {**sweeps["sst2"].groups, **{f"{k} (lr 5e-4)": v for k, v in sweeps["sst2_doc_rate"].groups.items()}}
+    sst2 = sst2_groups(sweeps)
     fpb, imdb = sweeps["phrasebank"].groups, sweeps["imdb"].groups
     compared = {key: accuracy_comparisons(groups, "full", n_resamples) for key, groups in
                 (("sst2", sst2), ("fpb", fpb), ("imdb", imdb))}

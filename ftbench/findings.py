@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from ftbench.claims import claims, sweep_command
+from ftbench.claims import claims, sst2_groups, sweep_command
 from ftbench.docs_tables import generated_line
 from ftbench.paired import group_summary
 from ftbench.recommend import recommendation_lines
@@ -125,7 +125,7 @@ def charts(sweeps: dict, out_dir: str) -> tuple[list[str], dict]:
     from ftbench.comparison_charts import curves_chart, pareto_chart
 
     figures, lines = {}, []
-    sst2 = {**sweeps["sst2"].groups, **{f"{k} (lr 5e-4)": v for k, v in sweeps["sst2_doc_rate"].groups.items()}}
+    sst2 = sst2_groups(sweeps)
     for key, groups, title in (("sst2", sst2, "SST-2"), ("phrasebank", sweeps["phrasebank"].groups,
                                                           "Financial PhraseBank"),
                                ("imdb", sweeps["imdb"].groups, "IMDb, 256 tokens")):

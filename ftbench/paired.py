@@ -59,14 +59,29 @@ def correctness(run: dict) -> tuple[np.ndarray, list]:
     return (np.asarray(saved["predictions"]) == np.asarray(labels)).astype(float), labels
 
 
+def runs_by_seed(runs: list[dict]) -> dict:
+    return {run["run_info"].get("seed"): run for run in runs}
+
+
+def compare_pairs(groups: dict, pairs: list[tuple[str, str]], n_resamples: int) -> dict:
+    """{label: compare(its runs, its reference's runs)} for each (label, reference label) pair; those compared get
+    holm_p, their bootstrap p-value Holm-adjusted over this family of comparisons together."""
+    from ftbench import stats
+
+    results = {label: compare(groups[label], groups[reference], n_resamples) for label, reference in pairs}
+    compared = [label for label, result in results.items() if "error" not in result]
+    for label, adjusted in zip(compared, stats.holm([results[label]["bootstrap"]["p_value"] for label in compared])):
+        results[label]["holm_p"] = adjusted
+    return results
+
+
 def compare(runs: list[dict], reference: list[dict], n_resamples: int, seed: int = 0) -> dict:
     """`runs` against `reference` on the seeds both have: paired bootstrap and McNemar per seed."""
     import numpy as np
 
     from ftbench import stats
 
-    ours = {r["run_info"].get("seed"): r for r in runs}
-    theirs = {r["run_info"].get("seed"): r for r in reference}
+    ours, theirs = runs_by_seed(runs), runs_by_seed(reference)
     seeds = sorted(set(ours) & set(theirs), key=lambda s: (s is None, s))
     if not seeds:
         return {"error": "no seed in common"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ftbench.paired import CONFIDENCE, compare
+from ftbench.paired import CONFIDENCE, compare_pairs
 from ftbench.recommend import recommendation_lines
 from ftbench.run_store import peak_memory
 
@@ -29,6 +29,12 @@ def format_p(value: float, resolution: float | None = None) -> str:
     if resolution is not None and value == 0:
         return f"< {resolution:.0e}".replace("e-0", "e-")
     return f"{value:.3g}" if value >= 0.001 else f"{value:.1e}"
+
+
+def mcnemar_text(result: dict) -> str:
+    """A comparison's McNemar tests, one per seed: p (discordant pairs: this right / reference right)."""
+    return "; ".join(f"seed {m['seed']}: {format_p(m['p_value'])} ({m['a_only']}/{m['b_only']})"
+                     for m in result["mcnemar"])
 
 
 def memory_kind_of(groups: dict) -> str:
@@ -64,23 +70,17 @@ def section_tables(groups: dict, summaries: dict, reference: str | None, n_resam
         lines += [heading_of(3, f"Against {reference_name}"), "",
                   "| Method | Seeds paired | Accuracy difference (95% CI) | Bootstrap p | Holm-adjusted p | McNemar p "
                   "per seed (discordant: this right / reference right) |", "|---|---|---|---|---|---|"]
-        from ftbench import stats
-
-        results = {label: compare(groups[label], groups[reference_label], n_resamples)
-                   for label, reference_label in pairs}
+        results = compare_pairs(groups, pairs, n_resamples)
         compared = [label for label, result in results.items() if "error" not in result]
-        adjusted = dict(zip(compared, stats.holm([results[label]["bootstrap"]["p_value"] for label in compared])))
         for label, result in results.items():
             if "error" in result:
                 lines.append(f"| {label} | – | not compared: {result['error']} | – | – | – |")
                 continue
             boot = result["bootstrap"]
-            mcnemar = "; ".join(f"seed {m['seed']}: {format_p(m['p_value'])} ({m['a_only']}/{m['b_only']})"
-                                for m in result["mcnemar"])
             lines.append(f"| {label} | {', '.join(map(str, result['seeds']))} | {boot['difference']:+.4f} "
                          f"[{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] | "
                          f"{format_p(boot['p_value'], 1 / boot['n_resamples'])} | "
-                         f"{format_p(adjusted[label], 1 / boot['n_resamples'])} | {mcnemar} |")
+                         f"{format_p(result['holm_p'], 1 / boot['n_resamples'])} | {mcnemar_text(result)} |")
         lines += ["", f"Difference = this method's accuracy minus {reference_name}'s, on the same test examples and "
                   f"seeds. The paired bootstrap ({n_resamples:,} resamples, fixed seed 0) resamples both seeds and "
                   "test examples; its p-value is two-sided, and Holm's adjustment accounts for the "
