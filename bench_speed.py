@@ -216,7 +216,7 @@ def competent_results(folder: str) -> dict:
 
 def train(cell: Measurement, folder: str) -> int:
     """One run in its own process, its output in logs/<run name>.log."""
-    from benchmark import die_with_parent
+    from ftbench.launchers import die_with_parent
 
     os.makedirs(os.path.join(folder, "logs"), exist_ok=True)
     if cell.competent:

@@ -3,13 +3,15 @@ statistics report (report.md with charts) over the seeds.
 
     python benchmark.py --preset quick                     # offline, a few minutes on a 2-core CPU
     python benchmark.py --preset quick --lr_search         # first choose each method's rate on validation
+    python benchmark.py --preset quick --search optuna --trials 20   # or its settings, with Optuna
     python benchmark.py --methods full lora prefix --datasets sst2 --data_dir ../shared/data \
         --seeds 1 2 3 --run_args "--max_train_samples 8000 --max_eval_samples 1000 --num_train_epochs 1"
     python benchmark.py --preset sst2_distilbert_full_vs_lora     # a design document's experiment (GPU)
     python benchmark.py --config my_sweep.yaml --seeds 1 2 3 4 5  # the command line overrides the file
     python benchmark.py --list_presets
 
-A sweep lives in results/benchmarks/<name>/ (runs/, lr_search/runs/, benchmark.json, logs/, report.md).
+A sweep lives in results/benchmarks/<name>/ (runs/, lr_search/runs/ or optuna_search/ with its runs and the
+Optuna studies, benchmark.json, logs/, report.md).
 Re-running the same command resumes it: cells whose run completed are skipped, an interrupted or killed
 cell's run continues from its last checkpoint (train_<method>.py --resume), failed cells run again. Each cell
 runs as its own process, so its peak memory is its own.
@@ -19,87 +21,36 @@ from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-import datetime as dt
-import json
+import dataclasses
 import os
 import shlex
 import signal
-import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 from config import ConfigError, check, config_file_values, parse_args, set_config_defaults
+from ftbench.errors import check_only_with
+from ftbench.launchers import CellJob, LaunchSettings, LocalLauncher, make_launcher, run_cell
+from ftbench.optuna_search import OBJECTIVES, PRUNERS, cells_to_check, describe_trials, import_optuna
 from ftbench.registry import get_method, method_names
-from ftbench.sweep_cells import Cell, Sweep, choose_learning_rate, completed_run, resumable_run, run_cells, search_cells
+from ftbench.sweep_cells import (
+    Cell,
+    OptunaSearch,
+    Sweep,
+    choose_learning_rate,
+    completed_run,
+    learning_rate_options,
+    run_cells,
+    search_cells,
+)
 from ftbench.sweep_cells import find_runs as find_runs  # re-exported: tests and bench_speed.py use benchmark.find_runs
+from ftbench.sweep_manifest import check_folder, now, write_manifest
+from ftbench.sweep_presets import PRESETS  # also read as benchmark.PRESETS
+from ftbench.sweep_progress import Progress, clock
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-MANIFEST_FILE = "benchmark.json"
-MANIFEST_SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Preset:
-    description: str
-    methods: list
-    datasets: list
-    models: list
-    run_args: str = ""
-    method_args: dict = field(default_factory=dict)  # method -> extra options for that method's runs
-    seeds: tuple = (1, 2, 3)
-    lr_search: bool = False  # choose each method's rate on validation first (--lr_search)
-    lr_search_args: str = ""  # the search runs' budget (--lr_search_args, which is added after it)
-
-
-# The design documents' experiments, with what they state: model, data set, epochs, maximum length and LoRA's
-# 5e-4 learning rate. What they leave open (other rates, batch size 32, warm-up) is the suite's default.
-PRESETS = {
-    # LoRA's default 1e-3 barely moves in 47 steps; short budgets favour higher rates (README, learning rates).
-    "quick": Preset(
-        "the offline default model (MiniLM) and data (tweets), full fine-tuning, LoRA (lr 3e-3) and prefix "
-        "tuning, 1,500 training examples for 1 epoch, 3 seeds: about 10 minutes on a 2-core CPU",
-        ["full", "lora", "prefix"], ["tweets"], ["minilm"],
-        "--max_train_samples 1500 --max_eval_samples 400 --num_train_epochs 1", {"lora": "--learning_rate 3e-3"}),
-    "sst2_distilbert_full_vs_lora": Preset(
-        "SST-2, DistilBERT, full fine-tuning vs LoRA (lr 5e-4), 10 epochs (GPU)",
-        ["full", "lora"], ["sst2"], ["distilbert"], "--num_train_epochs 10",
-        {"lora": "--learning_rate 5e-4"}),
-    "imdb_distilbert_full_vs_lora": Preset(
-        "IMDb, DistilBERT, full fine-tuning vs LoRA (lr 5e-4), 3 epochs, max length 256 (GPU)",
-        ["full", "lora"], ["imdb"], ["distilbert"], "--num_train_epochs 3 --max_seq_length 256",
-        {"lora": "--learning_rate 5e-4"}),
-    "imdb_bertbase_full_vs_prefix": Preset(
-        "IMDb, BERT-base, full fine-tuning vs prefix tuning, 3 epochs, max length 256 (GPU)",
-        ["full", "prefix"], ["imdb"], ["bert-base"], "--num_train_epochs 3 --max_seq_length 256"),
-    "nsmc_kluero_full_vs_lora": Preset(
-        "NSMC, klue/roberta-base, full fine-tuning vs LoRA (lr 5e-4), 3 epochs (GPU)",
-        ["full", "lora"], ["nsmc"], ["klue-roberta"], "--num_train_epochs 3", {"lora": "--learning_rate 5e-4"}),
-    "sst2_bertbase_full_vs_prefix": Preset(
-        "SST-2, BERT-base, full fine-tuning vs prefix tuning, 3 epochs (GPU)",
-        ["full", "prefix"], ["sst2"], ["bert-base"], "--num_train_epochs 3"),
-    # The full-scale sweeps behind docs/findings.md (python report.py --findings), on the offline model; give
-    # --data_dir ../shared/data. Budgets and what they leave open: docs/findings.md.
-    "findings_sst2": Preset(
-        "findings: SST-2 complete (60,275 training sentences, the 872-sentence dev set as test), MiniLM, full "
-        "fine-tuning, LoRA and prefix tuning, 3 epochs, each rate chosen on validation first: hours on a CPU",
-        ["full", "lora", "prefix"], ["sst2"], ["minilm"], "--num_train_epochs 3", lr_search=True,
-        lr_search_args="--max_train_samples 20000 --num_train_epochs 1"),
-    "findings_sst2_lora_5e-4": Preset(
-        "findings: as findings_sst2, LoRA at the design documents' rate 5e-4",
-        ["lora"], ["sst2"], ["minilm"], "--num_train_epochs 3", {"lora": "--learning_rate 5e-4"}),
-    "findings_phrasebank": Preset(
-        "findings: Financial PhraseBank, all 4,846 sentences (50% annotator agreement), 3 classes, MiniLM, every "
-        "method, 3 epochs, each rate chosen on validation first",
-        method_names(), ["financial_phrasebank"], ["minilm"], "--phrasebank_agreement 50 --num_train_epochs 3",
-        lr_search=True, lr_search_args="--num_train_epochs 1"),
-    "findings_imdb": Preset(
-        "findings: IMDb at 256 tokens, MiniLM, full fine-tuning, LoRA and prefix tuning, 5,000 training reviews "
-        "for 2 epochs, validation and test on 2,000 reviews each, each rate chosen on validation first",
-        ["full", "lora", "prefix"], ["imdb"], ["minilm"],
-        "--max_seq_length 256 --max_train_samples 5000 --max_eval_samples 2000 --num_train_epochs 2",
-        lr_search=True, lr_search_args="--max_train_samples 2000 --max_eval_samples 500 --num_train_epochs 1"),
-}
+SEARCHES = ("none", "grid", "optuna")
 
 
 @dataclass
@@ -128,14 +79,34 @@ class BenchmarkArguments:
                                         "\"lora=--lora_r 16 --learning_rate 2e-3\" (in a config file: a mapping)."})
     lr_search: bool = field(
         default=False, metadata={"help": "Before the sweep, train each method at a few learning rates (one seed) and "
-                                         "keep the one with the best validation accuracy; test results are not used."})
+                                         "keep the one with the best validation accuracy; test results are not used. "
+                                         "The same as --search grid."})
     lr_search_factors: list[float] = field(
         default_factory=lambda: [0.3, 1.0, 3.0],
         metadata={"help": "Learning rates tried: the method's rate times each factor."})
+    search: str | None = field(
+        default=None, metadata={"help": "How each method's settings are chosen on validation (one seed) before the "
+                                        "sweep's runs: 'grid' (--lr_search), 'optuna' (--trials runs sampled from the "
+                                        "method's search space: docs/benchmark.md), or 'none' (also over a preset's "
+                                        "search). Test results are never used."})
+    trials: int = field(
+        default=20, metadata={"help": "With --search optuna: trials per method, data set and model, in all: a resumed "
+                                      "search runs only the missing ones."})
+    objectives: list[str] = field(
+        default_factory=lambda: ["accuracy"],
+        metadata={"help": "With --search optuna: 'accuracy' (the best validation accuracy, maximised), optionally "
+                          "followed by 'train_time' or 'peak_memory' (minimised): the report then shows the Pareto "
+                          "front of the trials, and the runs use its most accurate trial."})
+    pruner: str | None = field(
+        default=None, metadata={"help": "With --search optuna and one objective: 'median' (the default there) stops a "
+                                          "trial whose validation accuracy falls below the median of earlier trials' "
+                                          "at the same step (optuna's MedianPruner, after 5 trials); 'none' never "
+                                          "does. Optuna does not prune two objectives."})
     lr_search_args: str = field(
-        default="", metadata={"help": "Options added to the search runs only, to budget them, e.g. "
+        default="", metadata={"help": "Options added to the search runs only (grid or Optuna), to budget them, e.g. "
                                       "\"--max_train_samples 1000\"."})
-    lr_search_seed: int = field(default=1, metadata={"help": "Training seed of the search runs."})
+    lr_search_seed: int = field(default=1, metadata={"help": "Training seed of the search runs (grid or Optuna), "
+                                                            "and the seed of Optuna's sampler."})
     report: bool = field(default=True, metadata={"help": "Write report.md and its charts when the sweep ends."})
     dry_run: bool = field(default=False, metadata={"help": "Print the cells and their commands, run nothing."})
     list_presets: bool = field(default=False, metadata={"help": "Describe the presets and exit."})
@@ -151,6 +122,31 @@ class BenchmarkArguments:
                "--lr_search_factors must be positive numbers, e.g. 0.3 1 3")
         check(self.name is None or (self.name.strip() and "/" not in self.name and self.name not in (".", "..")),
                f"--name must be a plain folder name, got '{self.name}'")
+        self.check_search()
+
+    def check_search(self) -> None:
+        check(self.search is None or self.search in SEARCHES,
+              f"unknown --search '{self.search}'; choose one of {', '.join(SEARCHES)}")
+        check(not (self.lr_search and self.search not in (None, "grid")),
+              f"--lr_search is --search grid; drop it or --search {self.search}")
+        check(self.trials >= 1, f"--trials must be at least 1, got {self.trials}")
+        check(self.pruner is None or self.pruner in PRUNERS,
+              f"unknown --pruner '{self.pruner}'; choose one of {', '.join(PRUNERS)}")
+        check(not (self.pruner == "median" and len(self.objectives) > 1),
+              "--pruner median prunes one objective only (optuna does not prune multi-objective studies); drop it")
+        seconds = [o for o in OBJECTIVES if o != "accuracy"]
+        check(self.objectives[:1] == ["accuracy"] and len(self.objectives) <= 2
+              and all(o in seconds for o in self.objectives[1:]),
+              f"--objectives must be accuracy, optionally followed by one of {', '.join(seconds)}; got "
+              f"{' '.join(self.objectives)}")
+        given = [f"--{name}" for name in ("trials", "objectives", "pruner") if getattr(self, name) != _default(name)]
+        check_only_with(given, "--search optuna", self.search == "optuna")
+
+
+def _default(name: str):
+    """A BenchmarkArguments field's default."""
+    (found,) = [f for f in dataclasses.fields(BenchmarkArguments) if f.name == name]
+    return found.default_factory() if found.default is dataclasses.MISSING else found.default
 
 
 def _split_options(text: str, what: str) -> list:
@@ -177,11 +173,12 @@ def _method_args(values) -> dict:
     return result
 
 
-def parse_benchmark_args(argv: list[str]) -> tuple[BenchmarkArguments, dict]:
-    """The command line over an optional --config file; returns the arguments and the file's method_args."""
+def parse_benchmark_args(argv: list[str]) -> tuple[BenchmarkArguments, LaunchSettings, dict]:
+    """The command line over an optional --config file: the sweep's arguments, how its cells run, and the file's
+    method_args."""
     from config import OptionParser
 
-    parser = OptionParser(BenchmarkArguments, prog="benchmark.py",
+    parser = OptionParser((BenchmarkArguments, LaunchSettings), prog="benchmark.py",
                      description="Run a grid of fine-tuning runs over seeds and write the statistics report.")
     parser.add_argument("--config", default=None, help="A JSON or YAML file of these options; the command line "
                                                        "overrides it. method_args may be a mapping there.")
@@ -196,9 +193,9 @@ def parse_benchmark_args(argv: list[str]) -> tuple[BenchmarkArguments, dict]:
         raise
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error).splitlines()[0]) from None
-    args, remaining = outputs[0], outputs[-1]
+    args, launch, remaining = outputs[0], outputs[1], outputs[-1]
     check(not remaining, f"unrecognized arguments: {' '.join(remaining)} (run with --help to see every option)")
-    return args, file_method_args
+    return args, launch, file_method_args
 
 
 def resolve(args: BenchmarkArguments, file_method_args: dict) -> Sweep:
@@ -219,187 +216,184 @@ def resolve(args: BenchmarkArguments, file_method_args: dict) -> Sweep:
         run_args=_split_options(preset.run_args if preset else "", "the preset's options")
         + _split_options(args.run_args, "--run_args"),
         method_args={m: o for m, o in method_args.items() if m in methods},
-        lr_search=args.lr_search or bool(preset and preset.lr_search), lr_search_factors=list(args.lr_search_factors),
+        lr_search=args.search == "grid" or args.lr_search or bool(args.search is None and preset and preset.lr_search),
+        lr_search_factors=list(args.lr_search_factors),
         lr_search_args=_split_options(preset.lr_search_args if preset else "", "the preset's search options")
-        + _split_options(args.lr_search_args, "--lr_search_args"), lr_search_seed=args.lr_search_seed)
+        + _split_options(args.lr_search_args, "--lr_search_args"), lr_search_seed=args.lr_search_seed,
+        optuna_search=OptunaSearch(args.trials, list(args.objectives),
+                                   args.pruner or ("median" if len(args.objectives) == 1 else "none"))
+        if args.search == "optuna" else None)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Running
 
 
-def die_with_parent() -> None:
-    """In the child: receive SIGINT when the benchmark process dies (even by SIGKILL), so that an orphaned run
-    stops and records itself as interrupted instead of finishing unobserved beside a re-run of its cell."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class Progress:
-    """Which cell, how far, time so far and an estimate of what remains (from cells run in this invocation)."""
-
-    def __init__(self, total: int):
-        self.total, self.done, self.started = total, 0, time.monotonic()
-        self.durations: dict[str, list[float]] = {}
-
-    def estimate(self, remaining: list[Cell]) -> str:
-        if not self.durations:
-            return "remaining: estimated after the first cell"
-        overall = [d for ds in self.durations.values() for d in ds]
-        seconds = sum(sum(self.durations.get(c.method, overall)) / len(self.durations.get(c.method, overall))
-                      for c in remaining)
-        return f"remaining ≈ {_clock(seconds)}"
-
-    def start(self, cell: Cell, remaining: list[Cell]) -> None:
-        self.done += 1
-        what = f"lr {cell.learning_rate:g} search" if cell.kind == "lr_search" else "run"
-        print(f"[{self.done}/{self.total}] {cell.method} · {cell.dataset} · {cell.model} · seed {cell.seed} ({what}); "
-              f"elapsed {_clock(time.monotonic() - self.started)}; {self.estimate(remaining)}", flush=True)
-
-    def skip(self, cell: Cell, run: dict) -> None:
-        self.done += 1
-        print(f"[{self.done}/{self.total}] {cell.cell_id}: already completed ({run['run_info']['run_id']}), skipped",
-              flush=True)
-
-    def finish(self, cell: Cell, seconds: float) -> None:
-        self.durations.setdefault(cell.method, []).append(seconds)
-
-
-def run_cell(cell: Cell, sweep: Sweep, learning_rate: float | None) -> tuple[int, float]:
-    """One training run in its own process, its output in logs/<cell id>.log; returns (exit status, seconds)."""
-    os.makedirs(os.path.join(sweep.folder, "logs"), exist_ok=True)
-    resume_dir = resumable_run(cell, sweep)
-    command = [sys.executable, os.path.join(ROOT, get_method(cell.method).script)] + (
-        ["--resume", resume_dir] if resume_dir else cell.argv(sweep, learning_rate))
-    log_path = os.path.join(sweep.folder, "logs", f"{cell.cell_id}.log")
-    start = time.monotonic()
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"$ {shlex.join(command)}\n")
-        log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        try:
-            status = process.wait()
-        except KeyboardInterrupt:
-            # Ctrl-C in a terminal reaches the child too (same process group) and it records itself as
-            # interrupted; a second signal could cut that short, so it is sent only if the child goes on.
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGINT)
-                process.wait()
-            raise
-    return status, time.monotonic() - start
-
-
-def _now() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def write_manifest(sweep: Sweep, created_at: str, cells: list[dict], lr_choices: dict, state: str) -> None:
-    from ftbench.run_store import write_json_atomic
-
-    write_json_atomic(os.path.join(sweep.folder, MANIFEST_FILE), {
-        "schema_version": MANIFEST_SCHEMA_VERSION, "name": sweep.name, "state": state,
-        "settings": sweep.settings(), "settings_fingerprint": sweep.fingerprint(),
-        "created_at": created_at, "updated_at": _now(), "command": shlex.join(["benchmark.py"] + sys.argv[1:]),
-        "lr_search": lr_choices, "cells": cells})
-
-
-def check_folder(sweep: Sweep) -> str | None:
-    """A sweep folder is only resumed by the same settings; anything else would mix incomparable runs.
-    Returns when the sweep was first created, or None for a new one."""
-    path = os.path.join(sweep.folder, MANIFEST_FILE)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            previous = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path} is unreadable ({error}); move the folder away or give --name") from None
-    if previous.get("settings_fingerprint") != sweep.fingerprint():
-        old = previous.get("settings", {})
-        differing = sorted(k for k in set(old) | set(sweep.settings()) if old.get(k) != sweep.settings().get(k))
-        raise ConfigError(f"{sweep.folder} holds a sweep with other settings (differing: {', '.join(differing)}); "
-                          f"give --name for a new sweep, or re-run it with its own settings to resume it")
-    return previous.get("created_at")
-
-
-def _cell_record(cell: Cell, status: str, run: dict | None, seconds: float | None, learning_rate=None) -> dict:
+def _cell_record(cell: Cell, status: str, run: dict | None, seconds: float | None, chosen: list[str]) -> dict:
+    learning_rate = float(chosen[chosen.index("--learning_rate") + 1]) if "--learning_rate" in chosen else None
     return {"cell_id": cell.cell_id, "kind": cell.kind, "method": cell.method, "dataset": cell.dataset,
             "model": cell.model, "seed": cell.seed, "learning_rate": cell.learning_rate or learning_rate,
-            "status": status, "run_id": run["run_info"]["run_id"] if run else None,
+            "chosen_options": chosen or None, "status": status, "run_id": run["run_info"]["run_id"] if run else None,
             "test_accuracy": (run["train_info"].get("test") or {}).get("accuracy") if run and cell.kind == "run"
             else None, "wall_time_s": None if seconds is None else round(seconds, 1)}
 
 
-def execute(sweep: Sweep, dry_run: bool = False) -> int:
+def check_cells(sweep: Sweep, searches: list[Cell], runs: list[Cell]) -> None:
+    """Every cell's options, parsed before anything runs; an Optuna search's at every end of its ranges."""
+    searched = learning_rate_options(1e-3) if sweep.lr_search or sweep.optuna_search else None
+    for cell in searches + runs:
+        parse_args(cell.method, cell.argv(sweep, searched if cell.kind == "run" else None))
+    if sweep.optuna_search:
+        import_optuna()  # one line naming the package when it is missing, before anything is written
+        for first in group_cells(runs):
+            for cell in cells_to_check(sweep, first):
+                parse_args(cell.method, cell.argv(sweep))
+
+
+def group_cells(runs: list[Cell]) -> list[Cell]:
+    """The first run cell of each method, data set and model: what a search is made for."""
+    return list({cell.group: cell for cell in reversed(runs)}.values())[::-1]
+
+
+def print_dry_run(sweep: Sweep, searches: list[Cell], runs: list[Cell]) -> None:
+    def command(cell: Cell) -> str:
+        return f"{cell.cell_id}: python {get_method(cell.method).script} {shlex.join(cell.argv(sweep))}"
+
+    trials = sweep.optuna_search.trials * len(group_cells(runs)) if sweep.optuna_search else 0
+    lines = [command(cell) for cell in searches]
+    lines += [describe_trials(sweep, first) for first in group_cells(runs)] if trials else []
+    lines += [command(cell) for cell in runs]
+    print("\n".join(lines) + f"\n{len(searches) + len(runs)} cells" + (f" and {trials} Optuna trials" if trials else "")
+          + "; nothing run (--dry_run)")
+
+
+def execute(sweep: Sweep, launch: LaunchSettings | None = None, dry_run: bool = False) -> int:
     searches = search_cells(sweep) if sweep.lr_search else []
     runs = run_cells(sweep)
-    for cell in searches + runs:  # every cell's options are checked before anything runs
-        parse_args(cell.method, cell.argv(sweep, 1e-3 if cell.kind == "run" and sweep.lr_search else None))
+    check_cells(sweep, searches, runs)
     if dry_run:
-        for cell in searches + runs:
-            print(f"{cell.cell_id}: python {get_method(cell.method).script} {shlex.join(cell.argv(sweep))}")
-        print(f"{len(searches) + len(runs)} cells; nothing run (--dry_run)")
+        print_dry_run(sweep, searches, runs)
         return 0
-    created_at = check_folder(sweep) or _now()
+    launch = launch or LaunchSettings()
+    launcher, how = make_launcher(launch, sweep.folder)  # refusals (a missing package, too few GPUs) come first
+    created_at = check_folder(sweep) or now()
     os.makedirs(sweep.folder, exist_ok=True)
+    trials = sweep.optuna_search.trials * len(group_cells(runs)) if sweep.optuna_search else 0
     print(f"sweep {sweep.name} in {sweep.folder}: {len(sweep.methods)} method(s) × {len(sweep.datasets)} data "
           f"set(s) × {len(sweep.models)} model(s) × {len(sweep.seeds)} seed(s) = {len(runs)} runs"
-          + (f", after {len(searches)} learning-rate search runs" if searches else ""), flush=True)
-    progress = Progress(len(searches) + len(runs))
-    records: list[dict] = []
-    lr_choices: dict = {}
+          + (f", after {len(searches)} learning-rate search runs" if searches else "")
+          + (f", after {trials} Optuna trials" if trials else "") + f"; {how}", flush=True)
+    progress = Progress(len(searches) + trials + len(runs), at_once=launch.parallel)
+    records: dict[str, dict] = {}
+    choices: dict = {"lr_search": {}, "optuna_search": {}}
 
     def save(state: str) -> None:
-        write_manifest(sweep, created_at, records, lr_choices, state)
+        write_manifest(sweep, created_at, [records[c.cell_id] for c in searches + runs if c.cell_id in records],
+                       choices, state)
 
     save("running")
-    failed = 0
     try:
-        for index, cell in enumerate(searches + runs):
-            if cell.kind == "run" and sweep.lr_search and cell.group not in lr_choices:
-                lr_choices[cell.group] = _search_result(cell, searches, sweep)
-            chosen = (lr_choices.get(cell.group) or {}).get("chosen_learning_rate") if cell.kind == "run" else None
-            done = completed_run(cell, sweep)
-            if done is not None:
-                progress.skip(cell, done)
-                records.append(_cell_record(cell, "completed", done, None, chosen))
-                continue
-            progress.start(cell, (searches + runs)[index + 1:])
-            status, seconds = run_cell(cell, sweep, chosen)
-            progress.finish(cell, seconds)
-            done = completed_run(cell, sweep)
-            if status == 0 and done is not None:
-                test = done["train_info"]["test"]
-                print(f"    completed in {seconds:.0f} s: best validation accuracy "
-                      f"{done['train_info']['best_val']['val_accuracy']:.4f}"
-                      + (f", test accuracy {test['accuracy']:.4f}" if cell.kind == "run" else ""), flush=True)
-                records.append(_cell_record(cell, "completed", done, seconds, chosen))
-            else:
-                failed += 1
-                print(f"    failed (exit status {status}) after {seconds:.0f} s; see "
-                      f"{os.path.join(sweep.folder, 'logs', cell.cell_id + '.log')}", flush=True)
-                records.append(_cell_record(cell, "failed", None, seconds, chosen))
-            save("running")
+        if sweep.optuna_search:
+            run_optuna_searches(sweep, runs, progress, choices["optuna_search"], save, launcher)
+        run_batch(searches, sweep, choices, launcher, progress, records, save)
+        for first in group_cells(runs) if sweep.lr_search else []:
+            choices["lr_search"][first.group] = _search_result(first, searches, sweep)
+        run_batch(runs, sweep, choices, launcher, progress, records, save)
     except KeyboardInterrupt:
         save("interrupted")
         print("interrupted; re-run the same command to resume (completed cells are kept)", file=sys.stderr)
         return 130
+    failed = sum(record["status"] != "completed" for record in records.values())
     save("completed" if not failed else "completed with failures")
-    print(f"sweep done in {_clock(time.monotonic() - progress.started)}: "
-          f"{sum(r['status'] == 'completed' for r in records)} of {len(records)} cells completed", flush=True)
+    print(f"sweep done in {clock(time.monotonic() - progress.started)}: "
+          f"{len(records) - failed} of {len(records)} cells completed", flush=True)
     return 1 if failed else 0
+
+
+def run_batch(cells: list[Cell], sweep: Sweep, choices: dict, launcher, progress: Progress, records: dict,
+              save) -> None:
+    """The cells that have not completed before, through the launcher (at once where it can); each cell's record
+    goes into records as it ends."""
+    pending = []
+    for cell in cells:
+        done = completed_run(cell, sweep)
+        if done is None:
+            pending.append(cell)
+        else:
+            progress.skip(cell, done)
+            records[cell.cell_id] = _cell_record(cell, "completed", done, None, chosen_options(cell, choices))
+    lock = threading.Lock()  # the launcher reports from its worker threads
+
+    def started(index: int) -> None:
+        with lock:
+            progress.start(pending[index], pending[index + 1:])
+
+    def finished(index: int, status: int, seconds: float) -> None:
+        with lock:
+            progress.finish(pending[index], seconds)
+            records[pending[index].cell_id] = outcome(pending[index], sweep, chosen_options(pending[index], choices),
+                                                      status, seconds)
+            save("running")
+
+    launcher.run([CellJob(cell, sweep, chosen_options(cell, choices)) for cell in pending], started, finished)
+
+
+def chosen_options(cell: Cell, choices: dict) -> list[str]:
+    """What the cell's search chose, as training options: a run cell's, after a grid or Optuna search."""
+    if cell.kind != "run":
+        return []
+    learning_rate = (choices["lr_search"].get(cell.group) or {}).get("chosen_learning_rate")
+    if learning_rate is not None:
+        return learning_rate_options(learning_rate)
+    return list((choices["optuna_search"].get(cell.group) or {}).get("chosen_options") or [])
+
+
+def outcome(cell: Cell, sweep: Sweep, chosen: list[str], status: int, seconds: float) -> dict:
+    """A cell's record for benchmark.json once its process ended, and a line saying how."""
+    done = completed_run(cell, sweep)
+    if status == 0 and done is not None:
+        test = done["train_info"]["test"]
+        print(f"    {cell.cell_id} completed in {seconds:.0f} s: best validation accuracy "
+              f"{done['train_info']['best_val']['val_accuracy']:.4f}"
+              + (f", test accuracy {test['accuracy']:.4f}" if cell.kind == "run" else ""), flush=True)
+        return _cell_record(cell, "completed", done, seconds, chosen)
+    print(f"    {cell.cell_id} failed (exit status {status}) after {seconds:.0f} s; see "
+          f"{os.path.join(sweep.folder, 'logs', cell.cell_id + '.log')}", flush=True)
+    return _cell_record(cell, "failed", None, seconds, chosen)
+
+
+def run_optuna_searches(sweep: Sweep, runs: list[Cell], progress: Progress, choices: dict, save, launcher) -> None:
+    """Each method, data set and model's Optuna search, before the sweep's runs: the trials its study lacks, each
+    a cell that run_cell runs (polling the trial's pruning); the choice goes to choices[group]."""
+    from ftbench.optuna_search import Search, describe_choice
+
+    firsts = group_cells(runs)
+    for index, first in enumerate(firsts):
+        search = Search(sweep, first)
+        if search.retried:
+            print(f"    {first.group}: trial(s) {', '.join(map(str, search.retried))} stopped with the search; "
+                  f"marked failed and queued again", flush=True)
+        progress.skip_trials(search.finished(), first.group)
+        later = [cell for cell in firsts[index + 1:] for _ in range(sweep.optuna_search.trials)] + runs
+        while search.missing():
+            cell = search.next_trial()
+            progress.start(cell, [cell] * (search.missing() - 1) + later)
+            # A retried trial whose run completed before the search was stopped is told, not trained again.
+            _, seconds = (0, 0.0) if completed_run(cell, sweep) else run_trial(cell, sweep, search, launcher)
+            progress.finish(cell, seconds)
+            ending, detail = search.finish(cell, seconds)
+            print(f"    {ending} in {seconds:.0f} s: {detail}", flush=True)
+        choices[first.group] = search.record()
+        print(f"    {describe_choice(first, choices[first.group])}", flush=True)
+        save("running")
+
+
+def run_trial(cell: Cell, sweep: Sweep, search, launcher) -> tuple[int, float]:
+    """A trial's run: here, watched for pruning; or as a job of its own (submitit), which is not pruned."""
+    if isinstance(launcher, LocalLauncher):
+        return run_cell(cell, sweep, None, search.watch)
+    return launcher.run([CellJob(cell, sweep, None)], started=lambda index: None,
+                        finished=lambda index, status, seconds: None)[0]
 
 
 def _search_result(cell: Cell, searches: list[Cell], sweep: Sweep) -> dict:
@@ -424,13 +418,13 @@ def _search_result(cell: Cell, searches: list[Cell], sweep: Sweep) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args, file_method_args = parse_benchmark_args(argv)
+        args, launch, file_method_args = parse_benchmark_args(argv)
         if args.list_presets:
             for name, preset in PRESETS.items():
                 print(f"{name}: {preset.description}")
             return 0
         sweep = resolve(args, file_method_args)
-        status = execute(sweep, args.dry_run)
+        status = execute(sweep, launch, args.dry_run)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -446,5 +440,16 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (kill, a scheduler) stop the sweep alike: the cells record themselves as interrupted and
+    a re-run resumes them. SIGINT is restored because a sweep started in the background (nohup ... &) ignores it."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 if __name__ == "__main__":
+    stop_on_signals()
     sys.exit(main())

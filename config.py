@@ -30,6 +30,7 @@ from ftbench.errors import ConfigError, check
 from ftbench.model_names import MODEL_ALIASES
 from ftbench.registry import get_method
 from ftbench.run_store import RUNS_DIR
+from ftbench.tracking import check_report_to
 
 DATASET_NAMES = ("tweets", "sst2", "imdb", "nsmc", "financial_phrasebank", "local")
 
@@ -304,6 +305,13 @@ class TrainingConfig:
         default=True,
         metadata={"help": "Save the selected model (or adapter and head) in the run folder for inference.py."},
     )
+    report_to: list[str] = field(
+        default_factory=lambda: ["none"],
+        metadata={"help": "Experiment trackers that receive the training loss, learning rate and every validation "
+                  "figure as the run goes, then its summary (test figures, parameters, memory, time, MFU, gap): none, "
+                  "or any of tensorboard (into the run folder), trackio (local, ~/.cache/huggingface/trackio), mlflow, "
+                  "wandb; the tracker's run name is the run id."},
+    )
 
     def __post_init__(self):
         positive_ints = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
@@ -320,6 +328,7 @@ class TrainingConfig:
         check(self.max_grad_norm >= 0, f"--max_grad_norm must not be negative, got {self.max_grad_norm}")
         check(self.checkpoint_steps >= 0, f"--checkpoint_steps must be 0 (at evaluations only) or positive, got "
                f"{self.checkpoint_steps}")
+        check_report_to(self.report_to)
         check(self.dataloader_num_workers >= -1,
                f"--dataloader_num_workers must be -1 (automatic) or at least 0, got {self.dataloader_num_workers}")
 

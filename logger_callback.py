@@ -24,6 +24,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from ftbench.machine_load import LoadTally, cpu_counters
+
 MIB = 1024 * 1024
 
 
@@ -121,6 +123,8 @@ class RunRecorder(TrainerCallback):
         self._log_loss_batches = 0
         self.time_offset_s = 0.0  # training seconds of earlier segments of a resumed run
         self._resumed_peaks: dict = {}
+        self.machine_load = LoadTally()  # other processes' CPU use while training (ftbench.machine_load)
+        self._load_start = None
         self.check_loss_every_step = device_type != "cuda"  # on CUDA, reading the loss each step would stall it
 
     # -- called by the trainer for every training batch and for every excluded stretch of time --
@@ -178,6 +182,7 @@ class RunRecorder(TrainerCallback):
         for key, value in self._resumed_peaks.items():  # a resumed run: peaks of its earlier segments
             self._peaks[key] = max(self._peaks.get(key, 0.0), value)
         self.train_begin = time.perf_counter()
+        self._load_start = cpu_counters()
         self.write(f"{'step':>7} {'epoch':>6} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8} {'val_f1':>8} "
                    f"{'gap':>8} {'train_s':>8}")
 
@@ -253,6 +258,7 @@ class RunRecorder(TrainerCallback):
                        "rss_at_train_start_mib": self.rss_at_train_start_mib}
         self.train_tokens = int(self._token_sum)
         self.sum_squared_lengths = int(self._squared_sum)
+        self.machine_load.add(self._load_start, cpu_counters())
 
     # -- derived figures --
 
@@ -286,6 +292,8 @@ class RunRecorder(TrainerCallback):
             "log_loss_sum": float(self._log_loss_sum),
             "log_loss_batches": self._log_loss_batches,
             "validation_heads": self.validation_heads,
+            # The segments before this one, and this one so far (a resumed run continues from here).
+            "machine_load": self.machine_load.including(self._load_start, cpu_counters()).state_dict(),
         }
 
     def load_state_dict(self, saved: dict) -> None:
@@ -304,6 +312,8 @@ class RunRecorder(TrainerCallback):
         self._log_loss_sum = torch.tensor(saved["log_loss_sum"], dtype=float32) if saved["log_loss_batches"] else 0.0
         self._log_loss_batches = saved["log_loss_batches"]
         self.validation_heads = dict(saved.get("validation_heads") or {})
+        # Checkpoints from before machine_load existed: the earlier segments were not measured.
+        self.machine_load = LoadTally(saved.get("machine_load") or {"measured": False})
 
 
 def _on(total, device: torch.device):

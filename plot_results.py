@@ -28,6 +28,9 @@ counted in the note, so one broken run does not hide the others; naming it with 
 the runs were measured on, and writes nothing: the docs' generated blocks are this output
 (python -m ftbench.docs_tables regenerates them).
 
+--csv FILE and --parquet FILE write the selected runs as one flat table instead of the charts: a row per run, a
+column per scalar of results.json under its dotted key path, lists left out (the rule: ftbench/results_table.py).
+
 Errors (missing results dir, nothing matching the filters, unknown or unusable run in --runs) print
 one line and exit with status 2, and nothing is written.
 """
@@ -43,15 +46,15 @@ import shlex
 import sys
 from collections import Counter
 
-from ftbench import run_store
+from ftbench import results_table, run_store
 from ftbench.docs_tables import generated_line
+from ftbench.run_selection import describe_filters, describe_selection, skip_notes
 from ftbench.run_store import (
     ResultsError,
     explicit_runs,
     hardware,
     label_of,
     load_runs,
-    matches,
     memory_phases,
     model_short,
     peak_memory,
@@ -366,53 +369,21 @@ def parse_args(argv):
     parser.add_argument("--markdown", action="store_true",
                         help="Print the summary table (after a line naming the date, this command and the runs' "
                              "machine) and write nothing: what a generated table in docs/ holds.")
+    for option, kind in (("--csv", "a CSV table"), ("--parquet", "a Parquet table (needs pyarrow)")):
+        parser.add_argument(option, metavar="FILE", default=None,
+                            help=f"Instead of the charts: the selected runs as {kind}, one row per run, one "
+                                 "column per scalar of results.json named by its dotted key path (e.g. "
+                                 "train_info.test.accuracy); lists (history, label_names, ...) are left out.")
     args = parser.parse_args(argv)
     if args.report and (args.runs or args.dataset or args.model or args.method or args.all_runs):
         parser.error("--report uses every completed run in --results_dir; drop the selection options")
     if args.markdown and (args.report or args.output_dir):
         parser.error("--markdown prints the table and writes nothing; drop --report and --output_dir")
+    if (args.csv or args.parquet) and (args.report or args.markdown or args.output_dir):
+        parser.error("--csv and --parquet write only the table; drop --report, --markdown and --output_dir")
     if args.runs and (args.dataset or args.model or args.method or args.all_runs):
         parser.error("--runs names runs explicitly; drop --dataset, --model, --method and --all_runs")
     return args
-
-
-def describe_filters(args) -> str:
-    parts = [f"--dataset {args.dataset}" if args.dataset else "", f"--model {args.model}" if args.model else "",
-             f"--method {' '.join(args.method)}" if args.method else ""]
-    return " ".join(p for p in parts if p) or "no filters"
-
-
-def describe_selection(args) -> str:
-    if args.runs:
-        return "the runs named with --runs"
-    which = "every completed run" if args.all_runs else "the newest completed run per (method label, dataset, model)"
-    filters = describe_filters(args)
-    return f"{which} in {os.path.join(args.results_dir, 'runs')}" + (
-        f" matching {filters}" if filters != "no filters" else "")
-
-
-def skip_notes(runs, selected, unreadable, args) -> list[str]:
-    """How many runs matching the filters are not shown, and why."""
-    if args.runs:
-        return ["runs chosen with --runs; none skipped"]
-    candidates = [r for r in runs if matches(r, args.dataset, args.model, args.method)]
-    # A results.json that says "running" while no process holds its folder belongs to a run that died.
-    statuses = [(r, run_store.effective_status(r["_dir"], r["run_info"])) for r in candidates
-                if r["run_info"].get("status") != "completed"]
-    incomplete = Counter(status for _, status in statuses)
-    reasons = [f"{n} {status}" for status, n in sorted(incomplete.items())]
-    reasons += [f"{r['run_info'].get('run_id')} stopped early, resume: "
-                f"{run_store.resume_hint(r['_dir'], r['run_info'])}"
-                for r, status in statuses if status in ("interrupted", "unfinished")
-                and r["run_info"].get("resumable") is not False]
-    reasons += [f"unreadable: {message}" for message in unreadable]
-    skipped = sum(incomplete.values()) + len(unreadable)
-    notes = [f"skipped {skipped} run(s) ({'; '.join(reasons)})" if skipped else "no runs skipped"]
-    older = sum(r["run_info"].get("status") == "completed" for r in candidates) - len(selected)
-    if older:
-        notes.append(f"left out {older} older completed run(s) of the same method label, data set and model "
-                     "(--all_runs shows them)")
-    return notes
 
 
 def chosen_runs(args, unreadable: list[str]) -> tuple[list[dict], list[dict]]:
@@ -454,7 +425,11 @@ def main(argv=None) -> int:
     try:
         runs, selected = chosen_runs(args, unreadable)
         notes = skip_notes(runs, selected, unreadable, args)
-    except ResultsError as error:  # PlotError included
+        if args.csv or args.parquet:  # the flat table, instead of the charts
+            written = results_table.write_tables(selected, args.csv, args.parquet)
+            print("".join(f"note: {note}\n" for note in notes) + written)
+            return 0
+    except ResultsError as error:  # PlotError and results_table.TableError included
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.markdown:  # stdout is the table alone; the notes go to stderr

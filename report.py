@@ -12,7 +12,8 @@ method is compared with the reference (full fine-tuning unless --reference says 
 examples: a paired bootstrap over seeds and examples (difference, 95% interval, p-value) and an exact McNemar
 test per seed. Charts: accuracy against trainable parameters, peak memory and training time (the Pareto
 front drawn), and learning curves with ±1 std bands, generalisation gap included. A table at the end names
-every run behind the numbers.
+every run behind the numbers. A sweep whose settings an Optuna search chose (benchmark.py --search optuna) also gets
+the search: its best trials, or with two objectives its Pareto front and a chart (ftbench/search_report.py).
 
 --markdown prints the tables alone to stdout (no charts, no run list), after a line naming the date, the command
 and the machine the runs were measured on, and writes nothing: the docs' generated blocks are this output
@@ -42,6 +43,7 @@ from ftbench.run_store import (
     load_runs,
     train_time,
 )
+from ftbench.search_report import search_section
 
 if TYPE_CHECKING:
     pass
@@ -159,6 +161,9 @@ def write_report(results_dir: str, output_dir: str | None = None, reference: str
     except (ReportError, ResultsError) as error:  # nothing is written
         plt.close("all")
         raise ReportError(str(error)) from None
+    search_lines, search_charts = search_section(results_dir, output_dir)  # a sweep's Optuna search, if any
+    lines += search_lines
+    charts.update(search_charts)
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     lines += sources(by_section, output_dir)

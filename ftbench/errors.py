@@ -16,3 +16,11 @@ def check(condition: bool, message: str) -> None:
     """The one way options are validated: a ConfigError with the message (the problem and the fix) unless true."""
     if not condition:
         raise ConfigError(message)
+
+
+def check_only_with(given: list[str], needed: str, active: bool) -> None:
+    """Options (given: their flags, those set) that only mean something with another (needed) are refused without
+    it, in one line."""
+    one = len(given) == 1
+    check(active or not given, f"{' and '.join(given)} {'goes' if one else 'go'} with {needed}; add it, or drop "
+                               f"{'it' if one else 'them'}")

@@ -11,9 +11,11 @@ import torch
 
 from config import RunConfig
 from ftbench.distributed import gather_from_all, world_size
+from ftbench.machine_load import load_note
 from ftbench.metrics import majority_baseline
+from ftbench.model_card import try_write_model_card
 from ftbench.precision import compute_dtype
-from ftbench.run_store import MERGED_MODEL_DIR, MODEL_DIR, PREDICTIONS_FILE, write_json_atomic
+from ftbench.run_store import MERGED_MODEL_DIR, MODEL_CARD_FILE, MODEL_DIR, PREDICTIONS_FILE, write_json_atomic
 from ftbench.transforms import ModelTransform
 from logger_callback import RunRecorder
 
@@ -23,8 +25,10 @@ TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "spec
 
 
 def saved_size(model_dir: str) -> dict:
+    """What reproduces the model, and the tokenizer apart; the model card (README.md: peft's template, or the
+    suite's card written after this measurement) is neither."""
     files = {name: os.path.getsize(os.path.join(model_dir, name)) for name in sorted(os.listdir(model_dir))
-             if os.path.isfile(os.path.join(model_dir, name))}
+             if os.path.isfile(os.path.join(model_dir, name)) and name != MODEL_CARD_FILE}
     needed = {name: size for name, size in files.items() if name not in TOKENIZER_FILES}
     return {
         "checkpoint_size_mib": round(sum(needed.values()) / 2**20, 3),
@@ -250,10 +254,14 @@ def finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config
         "best_val": {key: best[key] for key in ("step", "val_loss", "val_accuracy", "val_f1_macro")},
         "test": test,
         "final_generalization_gap": recorder.history[-1]["generalization_gap"],
+        # With several processes each would count the others as other work: recorded for one process only.
+        "machine_load": recorder.machine_load.record(os.cpu_count() or 1) if world_size() == 1 else None,
         "history": recorder.history,
         "train_loss_log": recorder.train_loss_log,
         **saved,
     }
+    if saved and (card_failure := try_write_model_card(run_dir, info)):  # peft's template README.md replaced
+        recorder.write(card_failure)
     recorder.write(f"selected step {best['step']} ({info['selection']['rule']}: validation "
                    f"{training.metric_for_best_model} {info['selection']['best_value']:.4f}); "
                    f"tested on {test['num_examples']} examples")
@@ -302,6 +310,8 @@ def summary_lines(info: dict, pretraining_info: dict | None) -> list[str]:
         lines.append(f"with continued pre-training: total train time {info['total_train_time_s']:.1f}s "
                      f"(MLM {pretraining_info['train_time_s']:.1f}s); MLM peak memory "
                      f"{memory_summary(pretraining_info['memory'])}")
+    if note := load_note(info.get("machine_load")):
+        lines.append(note)
     phases = sorted(info["wall_time_breakdown_s"].items(), key=lambda item: -item[1])
     lines.append(f"wall time {info['wall_time_s']:.1f}s: " + ", ".join(
         f"{name.replace('_', ' ')} {seconds:.1f}s" for name, seconds in phases if seconds >= 0.05))

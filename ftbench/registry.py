@@ -7,6 +7,7 @@ the registry, never the method's name:
     method.options            # its option dataclass (help text, checks)
     method.learning_rate      # its default peak learning rate
     method.build(run_config, model_config, head_modules)   # a peft config, a ModelTransform, or None
+    method.search_space       # the options a hyperparameter search tries besides the learning rate
 
 Adding a method: one file in ftbench/methods/ (discovered here, nothing to list), one train_<name>.py that calls
 ftbench.runner.main("<name>"), and a test. As peft's register_peft_method and torchtune's recipe registry do.
@@ -51,6 +52,10 @@ class Method:
     label: str | None = None  # the name runs are compared under, where not the method's (continued pre-training)
     merge_refusal: str | None = None  # why the trained update cannot be merged into the weights, where it cannot
     not_resumable_because: str | None = None  # why an interrupted run cannot continue from a checkpoint
+    # {option: a range from ftbench.search_space}: the method's own options a hyperparameter search (benchmark.py
+    # --search optuna) samples, under the training script's option names; the learning rate is searched for every
+    # method besides (ftbench.search_space.search_space).
+    search_space: dict = field(default_factory=dict)
 
     @property
     def script(self) -> str:

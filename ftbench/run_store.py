@@ -35,6 +35,7 @@ RESULTS_FILE = "results.json"
 LOG_FILE = "training_log.txt"
 PREDICTIONS_FILE = "test_predictions.json"
 MODEL_DIR = "model"
+MODEL_CARD_FILE = "README.md"  # in model/: the Hugging Face model card (ftbench/model_card.py)
 MERGED_MODEL_DIR = "merged_model"  # with --export_merged
 BACKBONE_DIR = "pretrained_backbone"  # after continued pre-training, where the saved model needs it
 CHECKPOINTS_DIR = "checkpoints"
@@ -48,14 +49,15 @@ RESULTS_KEYS = {
         "model_fingerprint", "dataset", "base_model_path", "model_loader", "peft_config", "method_transform",
         "total_steps", "data", "split_sizes", "label_names", "head_modules", "config", "seed", "command",
         "working_dir", "started_at", "finished_at", "status", "error", "pid", "hostname", "progress",
-        "resumable", "not_resumable_because", "resumes"}),
+        "resumable", "not_resumable_because", "resumes", "tracking"}),
     "train_info": frozenset({
         "num_params_total", "num_params_trainable", "trainable_params_pct", "history", "train_loss_log",
         "selection", "best_val", "test", "train_time_s", "eval_time_s", "train_samples", "train_tokens",
         "train_samples_per_s", "train_tokens_per_s", "train_padded_tokens", "steady_state", "pipeline",
         "utilisation", "memory", "checkpoint_size_mib", "checkpoint_files", "tokenizer_size_mib",
         "merged_checkpoint_size_mib", "pretraining", "total_train_time_s", "final_generalization_gap",
-        "global_steps", "epochs", "stopped_at_step", "resume_from_step", "wall_time_s", "wall_time_breakdown_s"}),
+        "global_steps", "epochs", "stopped_at_step", "resume_from_step", "wall_time_s", "wall_time_breakdown_s",
+        "machine_load"}),
 }
 
 
@@ -169,6 +171,18 @@ def valid_checkpoints(run_dir: str) -> list[tuple[int, str]]:
         if step.isdigit() and os.path.isfile(os.path.join(folder, RESUME_STATE_FILE)):
             found.append((int(step), folder))
     return sorted(found)
+
+
+def checkpointed_history(run_dir: str) -> list[dict]:
+    """The validation history (train_info.history's rows) a run that is still training has saved so far: its newest
+    complete checkpoint's. Its results.json holds the history only once the run has ended."""
+    for _, folder in reversed(valid_checkpoints(run_dir)):
+        try:
+            with open(os.path.join(folder, RESUME_STATE_FILE), encoding="utf-8") as handle:
+                return list(json.load(handle)["recorder"]["history"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # removed, or replaced by a newer one, since it was listed
+    return []
 
 
 def training_script(method: str) -> str:

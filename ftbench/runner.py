@@ -35,7 +35,7 @@ from transformers import AutoTokenizer
 
 import utils
 from config import RunConfig, check_output_dir, parse_args, run_config_from_dict
-from ftbench import finish, run_store
+from ftbench import finish, run_store, tracking
 from ftbench.distributed import init_distributed, is_main_process, share_from_main
 from ftbench.errors import ConfigError
 from ftbench.failures import failure_message, out_of_memory_message
@@ -52,15 +52,14 @@ from ftbench.model_loading import (
 from ftbench.provenance import command_line, environment_info, model_fingerprint
 from ftbench.registry import Method, get_method, method_label
 from ftbench.resume import check_same_data, last_checkpoint, note_unfinished, resolve_recorded_paths, resume_request
+from ftbench.run_ending import summarise, write_outcome
 from ftbench.run_store import (
     BACKBONE_DIR,
-    CHECKPOINTS_DIR,
     LOG_FILE,
     RESULTS_FILE,
     RESUME_STATE_FILE,
     SCHEMA_VERSION,
     create_run_dir,
-    remove_result_files,
     write_json_atomic,
 )
 from ftbench.stopping import StopRequest, signals_held
@@ -97,6 +96,7 @@ class RunContext:
     results: dict = field(default_factory=dict)
     checkpoint: tuple[int, str] | None = None
     trainer: object = None
+    trackers: object = None  # ftbench.tracking.TrackerRelay, with --report_to
     parameters: dict = field(default_factory=dict)
     pretraining_info: dict | None = None
     status: str = "completed"
@@ -330,6 +330,7 @@ def train(ctx: RunContext) -> None:
     ctx.trainer = build_trainer(run_config, ctx.model, ctx.tokenizer, ctx.tokenized, recorder, ctx.run_dir,
                                 ctx.device, ctx.stop, save=ctx.resumable)
     ctx.trainer.on_checkpoint = lambda step: record_progress(ctx, step)
+    ctx.trackers = tracking.attach(ctx.trainer, ctx.run_dir, ctx.results["run_info"])
     utilisation = finish.utilisation_probe(ctx.trainer.model, ctx.device, run_config.pipeline, recorder) \
         if run_config.training.measure_mfu else None
     if ctx.checkpoint:
@@ -356,6 +357,8 @@ def train(ctx: RunContext) -> None:
     info = ctx.results["train_info"]
     ctx.clock.split_training(info["train_time_s"], info["eval_time_s"])
     info.update(ctx.clock.record())
+    if ctx.trackers and (warning := ctx.trackers.log_summary(ctx.trainer, info)):
+        recorder.write(warning)
 
 
 def train_and_record(ctx: RunContext) -> None:
@@ -377,67 +380,10 @@ def train_and_record(ctx: RunContext) -> None:
             ctx.recorder.write(traceback.format_exc())
     finally:
         ctx.stop.graceful = False
-
-
-# ---------------------------------------------------------------------------------------------------
-# Ending: the final results file, and the summary
-
-
-def stopped_train_info(ctx: RunContext) -> dict:
-    """What a run that did not complete keeps: its curves so far, where it stopped, where it resumes."""
-    steps_done = ctx.trainer.state.global_step if ctx.trainer else 0
-    checkpoints = run_store.valid_checkpoints(ctx.run_dir) if ctx.resumable and ctx.status == "interrupted" else []
-    info = {**ctx.parameters, "history": ctx.recorder.history, "train_loss_log": ctx.recorder.train_loss_log,
-            "stopped_at_step": ctx.stopped_at_step if ctx.stopped_at_step is not None else steps_done,
-            "resume_from_step": checkpoints[-1][0] if checkpoints else 0}
-    if ctx.pretraining_info is not None:
-        info["pretraining"] = ctx.pretraining_info
-    if ctx.status == "interrupted":
-        phase = " during continued pre-training (a resume runs it again)" \
-            if ctx.run_config.pretraining.enabled and ctx.pretraining_info is None else ""
-        ctx.error_message += (f" at step {info['stopped_at_step']} of {ctx.run_config.total_steps}{phase}; "
-                              + (f"resume with: {run_store.resume_hint(ctx.run_dir, ctx.results['run_info'])}"
-                                 if ctx.resumable else "this method cannot be resumed (see not_resumable_because)"))
-    return info
-
-
-def write_outcome(ctx: RunContext, lock: run_store.RunLock) -> None:
-    """The final results file, written while signals wait; checkpoints go only once it says how the run ended
-    (killed before that, the run resumes from its last step)."""
-    with signals_held():
-        if ctx.status != "completed":
-            ctx.results["train_info"] = stopped_train_info(ctx)
-        ctx.results["run_info"].update(status=ctx.status, error=ctx.error_message,
-                                       finished_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
-        if ctx.main_process:
-            if ctx.status != "completed":  # nothing that looks like a result stays in the folder
-                remove_result_files(ctx.run_dir)
-            try:
-                write_json_atomic(ctx.results_path, ctx.results)
-                recorded = True
-            except OSError as error:  # e.g. the disk is full: the folder stays 'unfinished', as if killed
-                remove_result_files(ctx.run_dir)
-                recorded, ctx.status, ctx.exit_code = False, "failed", 1
-                earlier = f"{ctx.error_message}; " if ctx.error_message else ""
-                ctx.error_message = (f"{earlier}how the run ended could not be recorded in {ctx.results_path}: "
-                                     f"{failure_message(error, ctx.run_dir)}")
-            if recorded and (ctx.status != "interrupted" or not ctx.resumable):
-                shutil.rmtree(os.path.join(ctx.run_dir, CHECKPOINTS_DIR), ignore_errors=True)
-        ctx.stop.finished = True
-        lock.release()
-
-
-def summarise(ctx: RunContext) -> None:
-    recorder = ctx.recorder
-    if ctx.status != "completed":
-        with contextlib.suppress(OSError):  # the log may be on a full disk
-            recorder.write(f"run {ctx.status}: {ctx.error_message}", echo=False)  # stderr has it, below
-        print(f"error: run {ctx.status}: {ctx.error_message} (details in {os.path.join(ctx.run_dir, LOG_FILE)})",
-              file=sys.stderr)
-        return
-    for line in finish.summary_lines(ctx.results["train_info"], ctx.pretraining_info):
-        recorder.write(line)
-    recorder.write(f"results: {ctx.results_path}")
+        with signals_held():  # a second signal must not cut the run's ending short
+            warning = ctx.trackers.end(ctx.trainer) if ctx.trackers else None
+        if warning:
+            ctx.recorder.write(warning)
 
 
 # ---------------------------------------------------------------------------------------------------

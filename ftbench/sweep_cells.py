@@ -1,6 +1,6 @@
 """The cells of a sweep (benchmark.py): the resolved grid, each cell's training options (a learning-rate search
-cell's included), the search's choice of rate, and the cells' runs already on disk, which a re-run of the sweep
-skips or resumes.
+cell's and an Optuna trial's included), the grid search's choice of rate, and the cells' runs already on disk, which
+a re-run of the sweep skips or resumes.
 
     cells = search_cells(sweep) + run_cells(sweep)
     done = completed_run(cells[0], sweep)   # its newest completed results, or None
@@ -16,6 +16,20 @@ from dataclasses import dataclass
 
 from config import parse_args
 from ftbench import run_store
+
+SEARCH_FOLDERS = {"lr_search": "lr_search", "trial": "optuna_search"}  # a search's runs: apart from the sweep's
+
+
+@dataclass(frozen=True)
+class OptunaSearch:
+    """benchmark.py --search optuna: a study per method, data set and model (ftbench/optuna_search.py)."""
+
+    trials: int  # the study's total, per method, data set and model
+    objectives: list  # "accuracy" (validation, maximised), then "train_time" or "peak_memory" (minimised)
+    pruner: str  # "median" or "none" (always "none" with two objectives)
+
+
+LATER_FIELDS = ("optuna_search",)  # Sweep's fields that sweeps made before them lack
 
 
 @dataclass
@@ -34,10 +48,14 @@ class Sweep:
     lr_search: bool
     lr_search_factors: list
     lr_search_args: list
-    lr_search_seed: int
+    lr_search_seed: int  # also the seed of an Optuna search's sampler
+    # LATER_FIELDS: settings() leaves each out while it is None, so that sweeps made before it existed keep their
+    # fingerprint and resume.
+    optuna_search: OptunaSearch | None = None
 
     def settings(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "folder")}
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("name", "folder") and not (k in LATER_FIELDS and v is None)}
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
@@ -45,12 +63,14 @@ class Sweep:
 
 @dataclass
 class Cell:
-    kind: str  # "run", or "lr_search"
+    kind: str  # "run", "lr_search" or "trial" (of an Optuna search)
     method: str
     dataset: str
     model: str
     seed: int
-    learning_rate: float | None = None
+    learning_rate: float | None = None  # a learning-rate search cell's
+    trial: int | None = None  # a trial's number in its study (a retried trial keeps the first's, and its run)
+    trial_options: tuple = ()  # the trial's sampled settings as training options
 
     @property
     def group(self) -> str:
@@ -60,21 +80,30 @@ class Cell:
     def cell_id(self) -> str:
         model = "".join(c if c.isalnum() or c in ".-" else "-" for c in os.path.basename(self.model.rstrip("/")))
         base = f"{self.method}-{self.dataset}-{model}-seed{self.seed}"
+        if self.kind == "trial":
+            return f"trial{self.trial}-{base}"
         return f"lr{self.learning_rate:g}-{base}" if self.kind == "lr_search" else base
 
     def output_dir(self, sweep: Sweep) -> str:
-        return os.path.join(sweep.folder, "lr_search") if self.kind == "lr_search" else sweep.folder
+        return os.path.join(sweep.folder, SEARCH_FOLDERS[self.kind]) if self.kind in SEARCH_FOLDERS else sweep.folder
 
-    def argv(self, sweep: Sweep, learning_rate: float | None = None) -> list[str]:
+    def argv(self, sweep: Sweep, chosen_options: list[str] | None = None) -> list[str]:
+        """The training script's options; a run cell's end with chosen_options, what its group's search chose."""
         args = ["--model_name_or_path", self.model, "--dataset", self.dataset, "--seed", str(self.seed),
                 "--output_dir", self.output_dir(sweep), "--run_name", self.cell_id]
         args += ["--data_dir", sweep.data_dir] if sweep.data_dir else []
         args += sweep.run_args + sweep.method_args.get(self.method, [])
         if self.kind == "lr_search":
-            args += sweep.lr_search_args + ["--learning_rate", f"{self.learning_rate:g}", "--save_model", "false"]
-        elif learning_rate is not None:
-            args += ["--learning_rate", f"{learning_rate:g}"]
+            args += sweep.lr_search_args + learning_rate_options(self.learning_rate) + ["--save_model", "false"]
+        elif self.kind == "trial":
+            args += sweep.lr_search_args + list(self.trial_options) + ["--save_model", "false"]
+        else:
+            args += chosen_options or []
         return args
+
+
+def learning_rate_options(learning_rate: float) -> list[str]:
+    return ["--learning_rate", f"{learning_rate:g}"]
 
 
 def base_learning_rate(sweep: Sweep, method: str) -> float:

@@ -17,7 +17,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from config import RunConfig
-from ftbench import run_store
+from ftbench import run_store, tracking
 from ftbench.distributed import world_size
 from ftbench.length_sampler import LengthGroupedShuffleSampler, length_sorted_order, real_lengths
 from ftbench.metrics import classification_metrics
@@ -319,7 +319,10 @@ def build_trainer(run_config, model, tokenizer, tokenized, recorder, run_dir: st
         logging_nan_inf_filter=False,  # a NaN loss must stop the run (the recorder checks), not be averaged away
         metric_for_best_model=f"eval_{metric}",
         greater_is_better=metric != "loss",
-        **common_training_arguments(training, run_config.pipeline, device),
+        # Trackers (--report_to) through the Trainer's own report_to, named by the run id; ftbench.tracking relays them.
+        **(common_training_arguments(training, run_config.pipeline, device)
+           | {"report_to": tracking.report_to(training.report_to),
+              "run_name": os.path.basename(os.path.normpath(run_dir)), "project": tracking.TRACKING_PROJECT}),
     )
     trainer = BenchmarkTrainer(
         model=model,

@@ -134,16 +134,16 @@ def test_a_disk_that_fills_up_during_training_fails_the_run_with_that_cause(tiny
 
 
 def test_a_disk_full_when_the_results_are_written_leaves_no_result_behind(tiny_bert, tmp_path, monkeypatch, capsys):
-    from ftbench import runner
+    from ftbench import run_ending
 
-    real = runner.write_json_atomic
+    real = run_ending.write_json_atomic
 
     def full_after_training(path, payload):
         if payload.get("run_info", {}).get("status", "running") != "running":  # the final record
             raise OSError(errno.ENOSPC, "No space left on device", path)
         real(path, payload)
 
-    monkeypatch.setattr(runner, "write_json_atomic", full_after_training)
+    monkeypatch.setattr(run_ending, "write_json_atomic", full_after_training)
     assert train("lora", ["--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + TINY) == 1
     (run_dir,) = (tmp_path / "runs").iterdir()
     (err,) = errors(capsys)

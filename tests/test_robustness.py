@@ -169,13 +169,13 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_bert, baseline
 def test_sigkill_while_finishing_leaves_no_result(tiny_bert, baselines, tmp_path):
     """kill -9 after the test predictions and the model are written, before results.json says completed."""
     command = [sys.executable, "-c", "import os, signal, sys; sys.path[:0] = ['.', 'tests']; "
-               "from ftbench import runner; "
-               "save = runner.write_json_atomic\n"
+               "from ftbench import run_ending, runner; "
+               "save = run_ending.write_json_atomic\n"
                "def write(path, payload):\n"
                "    if payload.get('run_info', {}).get('status') == 'completed':\n"
                "        os.kill(os.getpid(), signal.SIGKILL)\n"
                "    save(path, payload)\n"
-               "runner.write_json_atomic = write\n"
+               "run_ending.write_json_atomic = write\n"
                "sys.exit(runner.run('full', sys.argv[1:], 'train_full.py'))",
                "--model_name_or_path", tiny_bert, "--output_dir", str(tmp_path)] + BASE
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ftbench.errors import ConfigError, check
 from ftbench.methods.lora import TARGET_VARIANTS, LoraTargets, lora_targets
 from ftbench.registry import Method, register
+from ftbench.search_space import Choice, Uniform
 
 
 @dataclass
@@ -75,6 +76,9 @@ def build_adalora(run_config, model_config, head_modules):
 ADALORA = register(Method(
     name="adalora", options=AdaLoraArguments, learning_rate=1e-2, build=build_adalora,
     variant_options=TARGET_VARIANTS,
+    # Every starting rank is at least every target rank, as the options' check requires.
+    search_space={"adalora_init_r": Choice((8, 12, 16, 24)), "adalora_target_r": Choice((4, 8)),
+                  "lora_alpha": Choice((8, 16, 32, 64)), "lora_dropout": Uniform(0.0, 0.3)},
     not_resumable_because="peft saves AdaLoRA adapters at their re-allocated ranks, which a freshly built model "
                           "does not have",
     description="AdaLoRA: LoRA whose rank budget is re-allocated to the most important layers during training, "

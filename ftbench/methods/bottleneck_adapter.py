@@ -8,6 +8,7 @@ from typing import Literal
 
 from ftbench.errors import check
 from ftbench.registry import Method, register
+from ftbench.search_space import Choice
 
 
 @dataclass
@@ -53,6 +54,8 @@ def rebuild_bottleneck_adapter(options: dict):
 BOTTLENECK_ADAPTER = register(Method(
     name="bottleneck_adapter", options=BottleneckAdapterArguments, learning_rate=1e-3,
     build=build_bottleneck_adapter, rebuild=rebuild_bottleneck_adapter, variant_options=("adapter_style",),
+    search_space={"adapter_reduction_factor": Choice((4, 8, 16, 32, 64)),
+                  "adapter_activation": Choice(("relu", "gelu", "tanh", "silu"))},
     merge_refusal="bottleneck adapters have a nonlinearity between their down- and up-projection, so they cannot "
                   "be folded into the weights",
     description="bottleneck adapters: small trained down/up projections inside every layer, plus the head"))

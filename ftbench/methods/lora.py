@@ -8,6 +8,7 @@ from typing import Literal
 
 from ftbench.errors import ConfigError, check
 from ftbench.registry import Method, register
+from ftbench.search_space import Choice, Uniform
 
 LoraTargets = Literal["query_value", "attention", "all_linear"]
 
@@ -18,6 +19,9 @@ TARGET_ROLES = {
     "all_linear": ("query", "key", "value", "attention_output", "ffn_in", "ffn_out"),
 }
 TARGET_VARIANTS = ("lora_targets", "lora_target_modules")  # the options that name a variant of a LoRA-like method
+# What a hyperparameter search tries for LoRA-like methods (their targets stay: they name a variant).
+LORA_SEARCH_SPACE = {"lora_r": Choice((4, 8, 16, 32)), "lora_alpha": Choice((8, 16, 32, 64)),
+                     "lora_dropout": Uniform(0.0, 0.3)}
 
 
 @dataclass
@@ -98,10 +102,10 @@ def build_lora(run_config, model_config, head_modules):
 
 LORA = register(Method(
     name="lora", options=LoraArguments, learning_rate=3e-3, build=build_lora,
-    variant_options=(*TARGET_VARIANTS, "use_dora"),
+    variant_options=(*TARGET_VARIANTS, "use_dora"), search_space=LORA_SEARCH_SPACE,
     description="LoRA: low-rank updates on the attention projections, plus the head"))
 
 DORA = register(Method(
     name="dora", options=LoraArguments, learning_rate=3e-3, build=build_lora, defaults={"use_dora": True},
-    variant_options=(*TARGET_VARIANTS, "use_dora"),
+    variant_options=(*TARGET_VARIANTS, "use_dora"), search_space=LORA_SEARCH_SPACE,
     description="DoRA: LoRA on the direction of each weight, plus a trained magnitude, plus the head"))

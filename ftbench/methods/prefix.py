@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ftbench.errors import ConfigError, check
 from ftbench.registry import Method, register
+from ftbench.search_space import IntRange
 
 
 @dataclass
@@ -104,4 +105,5 @@ def prefix_loader(model_type: str):
 PREFIX = register(Method(
     name="prefix", options=PrefixArguments, learning_rate=1e-2, build=build_prefix, resolve=resolve_prefix,
     base_loader=prefix_loader, variant_options=("prefix_projection",),
+    search_space={"num_virtual_tokens": IntRange(4, 64, log=True)},
     description="prefix tuning: trained key/value prefixes in every layer, plus the head"))

@@ -7,6 +7,7 @@ from typing import Literal
 
 from ftbench.errors import check
 from ftbench.registry import Method, register
+from ftbench.search_space import IntRange
 
 
 @dataclass
@@ -53,5 +54,5 @@ def build_prompt_tuning(run_config, model_config, head_modules):
 
 PROMPT_TUNING = register(Method(
     name="prompt_tuning", options=PromptTuningArguments, learning_rate=3e-2, build=build_prompt_tuning,
-    variant_options=("prompt_init",),
+    variant_options=("prompt_init",), search_space={"num_virtual_tokens": IntRange(4, 64, log=True)},
     description="prompt tuning: a trained soft prompt prepended to the input embeddings, plus the head"))

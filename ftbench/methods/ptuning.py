@@ -8,6 +8,7 @@ from typing import Literal
 
 from ftbench.errors import check
 from ftbench.registry import Method, register
+from ftbench.search_space import IntRange
 
 
 @dataclass
@@ -54,4 +55,5 @@ def build_ptuning(run_config, model_config, head_modules):
 PTUNING = register(Method(
     name="ptuning", options=PTuningArguments, learning_rate=1e-1, build=build_ptuning,
     variant_options=("encoder_reparameterization_type",),
+    search_space={"num_virtual_tokens": IntRange(4, 64, log=True)},
     description="P-tuning: virtual tokens produced by a trained prompt encoder, plus the head"))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ftbench.errors import ConfigError
-from ftbench.methods.lora import TARGET_VARIANTS, LoraArguments, build_lora
+from ftbench.methods.lora import LORA_SEARCH_SPACE, TARGET_VARIANTS, LoraArguments, build_lora
 from ftbench.registry import Method, register
 
 
@@ -122,7 +122,7 @@ def qlora_loader(model_type: str):
 QLORA = register(Method(
     name="qlora", options=QLoraArguments, learning_rate=1e-3, build=build_lora, defaults={"lora_targets": "all_linear"},
     precheck=check_can_quantize, resolve=resolve_compute_dtype, base_loader=qlora_loader,
-    variant_options=(*TARGET_VARIANTS, "use_dora", "bnb_4bit_quant_type"),
+    variant_options=(*TARGET_VARIANTS, "use_dora", "bnb_4bit_quant_type"), search_space=LORA_SEARCH_SPACE,
     merge_refusal="the base weights are 4-bit: merging would round the LoRA update away (train_qlora.py refuses "
                   "--export_merged for the same reason)",
     description="QLoRA: LoRA on a 4-bit NF4-quantised frozen base model (bitsandbytes), plus the head"))
