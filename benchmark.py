@@ -235,7 +235,12 @@ def _cell_record(cell: Cell, status: str, run: dict | None, seconds: float | Non
             "model": cell.model, "seed": cell.seed, "learning_rate": cell.learning_rate or learning_rate,
             "chosen_options": chosen or None, "status": status, "run_id": run["run_info"]["run_id"] if run else None,
             "test_accuracy": (run["train_info"].get("test") or {}).get("accuracy") if run and cell.kind == "run"
-            else None, "wall_time_s": None if seconds is None else round(seconds, 1)}
+            else None, "wall_time_s": round(seconds, 1) if seconds is not None else recorded_wall_time(run)}
+
+
+def recorded_wall_time(run: dict | None) -> float | None:
+    """A cell that completed in an earlier invocation: its run's own wall time (its last process, if resumed)."""
+    return (run["train_info"].get("wall_time_s") if run else None) or None
 
 
 def check_cells(sweep: Sweep, searches: list[Cell], runs: list[Cell]) -> None:

@@ -5,6 +5,7 @@ details for its own section of docs/findings.md."""
 from __future__ import annotations
 
 from ftbench import verdicts
+from ftbench.machine_load import timing_conditions
 from ftbench.paired import compare_pairs, figure_on_test, runs_by_seed
 from ftbench.report_tables import format_p, mcnemar_text, mean_std
 from ftbench.run_store import peak_memory, train_time
@@ -168,8 +169,9 @@ def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
                [sweep_command("findings_sst2"), sweep_command("findings_phrasebank")],
                DIFFERS + "; memory here is the process's peak resident memory on the CPU, of which weights, "
                "gradients and optimizer state are a smaller share than of a GPU's allocated memory (the Python "
-               "process, libraries and activations are in it too); train times were measured on a machine "
-               "shared with other work at times, so they carry more noise than a dedicated GPU's")
+               "process, libraries and activations are in it too); "
+               + timing_conditions([run for groups in (sst2, fpb) for method in ("lora", "full")
+                                    for run in groups.get(method) or []]))
     gap_rows = []
     for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
         lora, full = groups.get("lora"), groups.get("full")

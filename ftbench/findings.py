@@ -81,8 +81,9 @@ def sweeps_table(sweeps: dict) -> list[str]:
                           for label, runs in loaded.groups.items())
         lines.append(f"| {loaded.spec.title} | `{sweep_command(loaded.spec.preset)}` | {len(loaded.runs)} / {planned} "
                      f"| {', '.join(failed) or 'none'} | {resumed} | {hours:.2f} | {rates or '–'} |")
-    return lines + ["", "Wall time: the runs' own, learning-rate search included, from each sweep's benchmark.json. "
-                    "A sweep resumes where it stopped: re-run its command.", ""]
+    return lines + ["", "Wall time: the cells' own, learning-rate search included, from each sweep's benchmark.json: a "
+                    "cell's process time where the last invocation ran it, else its run's recorded wall_time_s (for a "
+                    "resumed run, its last process only). A sweep resumes where it stopped: re-run its command.", ""]
 
 
 def headline(results: list[dict]) -> str:

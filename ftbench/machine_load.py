@@ -111,3 +111,18 @@ def load_note(machine_load: dict | None) -> str | None:
         return None
     return (f"note: other processes kept {machine_load['other_processes_cores']:.2f} of {machine_load['cores']} "
             f"cores busy during training (train_info.machine_load): its times are not a quiet machine's")
+
+
+def timing_conditions(runs: list[dict]) -> str:
+    """In words: how many of these runs trained on a quiet machine, beside other work (and how much at most), or
+    without the record (runs from before train_info.machine_load existed)."""
+    loads = [(run["train_info"].get("machine_load") or {}).get("other_processes_cores") for run in runs]
+    quiet = sum(load is not None and load <= NOTE_ABOVE_CORES for load in loads)
+    busy = [load for load in loads if load is not None and load > NOTE_ABOVE_CORES]
+    unknown = sum(load is None for load in loads)
+    parts = [f"{quiet} on a quiet machine (other work at most {NOTE_ABOVE_CORES} cores on average)"]
+    if busy:
+        parts.append(f"{len(busy)} beside other work (up to {max(busy):.2f} cores on average)")
+    if unknown:
+        parts.append(f"{unknown} without the record (trained before train_info.machine_load existed)")
+    return f"of these {len(runs)} runs' train times, " + ", ".join(parts)

@@ -136,6 +136,10 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     assert manifest["state"] == "completed"
     assert sorted(c["cell_id"] for c in manifest["cells"]) == sorted(after)
     assert all(c["status"] == "completed" for c in manifest["cells"])
+    # The cell completed before the kill keeps a wall time: its run's own.
+    (first_record,) = [c for c in manifest["cells"] if c["cell_id"] == first]
+    (first_run,) = benchmark.find_runs(str(sweep))[first]
+    assert first_record["wall_time_s"] == first_run["train_info"]["wall_time_s"] > 0
     text = (sweep / "report.md").read_text()
     for runs in after.values():
         (completed,) = [run_id for run_id, status in runs if status == "completed"]

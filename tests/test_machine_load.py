@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ftbench.machine_load import LoadTally, cpu_counters, load_note, own_cpu_s, process_cpu_s
+from ftbench.machine_load import LoadTally, cpu_counters, load_note, own_cpu_s, process_cpu_s, timing_conditions
 
 
 def test_other_work_is_the_machine_s_busy_time_less_the_run_s_own():
@@ -76,3 +76,13 @@ def test_a_completed_run_records_the_machine_s_other_work(trained_runs):
     assert set(load) == {"other_processes_cores", "cores", "rule"}
     assert load["cores"] == os.cpu_count()
     assert 0 <= load["other_processes_cores"] <= load["cores"]
+
+
+def test_the_findings_say_how_many_train_times_a_quiet_machine_measured():
+    def run(load):
+        return {"train_info": {"machine_load": None if load is None else {"other_processes_cores": load}}}
+
+    assert timing_conditions([run(0.1), run(1.3), run(None), run(0.25), run(0.7)]) == (
+        "of these 5 runs' train times, 2 on a quiet machine (other work at most 0.25 cores on average), 2 beside "
+        "other work (up to 1.30 cores on average), 1 without the record (trained before train_info.machine_load "
+        "existed)")
