@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from config import ConfigError, check, config_file_values, parse_args, set_config_defaults
 from ftbench.errors import check_only_with
 from ftbench.launchers import CellJob, LaunchSettings, LocalLauncher, make_launcher, run_cell
-from ftbench.optuna_search import OBJECTIVES, PRUNERS, cells_to_check, describe_trials, import_optuna
+from ftbench.optuna_search import (
+    OBJECTIVES,
+    PRUNERS,
+    cells_to_check,
+    check_recorded_space,
+    describe_trials,
+    import_optuna,
+)
 from ftbench.registry import get_method, method_names
 from ftbench.sweep_cells import (
     Cell,
@@ -251,6 +258,7 @@ def check_cells(sweep: Sweep, searches: list[Cell], runs: list[Cell]) -> None:
     if sweep.optuna_search:
         import_optuna()  # one line naming the package when it is missing, before anything is written
         for first in group_cells(runs):
+            check_recorded_space(sweep, first)
             for cell in cells_to_check(sweep, first):
                 parse_args(cell.method, cell.argv(sweep))
 

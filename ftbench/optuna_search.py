@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from ftbench.errors import ConfigError
+from ftbench.errors import ConfigError, check
 from ftbench.registry import get_method
 from ftbench.run_store import checkpointed_history, peak_memory, train_time
 from ftbench.search_space import Choice, IntRange, LogUniform, Uniform, corners, options, search_space
@@ -159,15 +159,42 @@ class PruningWatch:
         return False
 
 
+def described_space(sweep: Sweep, cell: Cell) -> dict:
+    return {name: spec.describe() for name, spec in
+            search_space(get_method(cell.method), base_learning_rate(sweep, cell.method)).items()}
+
+
+def check_same_space(study, described: dict) -> None:
+    """A study keeps the search space it was made with; resuming it with another (a method's search_space edited
+    since) would mix trials from two spaces, so it is refused."""
+    recorded = study.user_attrs.get("search_space")
+    differing = sorted(name for name in (recorded or {}).keys() | described.keys()
+                       if recorded is not None and recorded.get(name) != described.get(name))
+    check(not differing, f"the Optuna study {study.study_name} was made with another search space (differing: "
+                         f"{', '.join(differing)}); give --name for a new sweep, or restore the method's search_space")
+
+
+def check_recorded_space(sweep: Sweep, cell: Cell) -> None:
+    """Before anything runs: the group's study, if the sweep has one already, was made with today's space."""
+    path = os.path.abspath(study_path(sweep))
+    if not os.path.isfile(path):
+        return
+    optuna, storage = import_optuna(), f"sqlite:///{path}"
+    if cell.group in optuna.get_all_study_names(storage=storage):
+        check_same_space(optuna.load_study(study_name=cell.group, storage=storage), described_space(sweep, cell))
+
+
 class Search:
     """One method, data set and model's study, run trial by trial (see the module's docstring)."""
 
     def __init__(self, sweep: Sweep, cell: Cell):
         import_optuna()
         self.sweep, self.settings, self.group_cell = sweep, sweep.optuna_search, cell
-        self.study = open_study(sweep, cell.group)
-        self.retried = retry_abandoned_trials(self.study)
         self.space = search_space(get_method(cell.method), base_learning_rate(sweep, cell.method))
+        self.study = open_study(sweep, cell.group)
+        check_same_space(self.study, described_space(sweep, cell))
+        self.study.set_user_attr("search_space", described_space(sweep, cell))
+        self.retried = retry_abandoned_trials(self.study)
         self.distributions = {name: distribution(spec) for name, spec in self.space.items()}
         self.trial, self.watch = None, None
 

@@ -34,10 +34,11 @@ def flatten(value: dict, prefix: str = "") -> dict:
     flat = {}
     for key, item in value.items():
         name = f"{prefix}{key}"
-        if isinstance(item, dict):
-            flat.update(flatten(item, f"{name}."))
-        elif isinstance(item, SCALARS):
-            flat[name] = item
+        found = flatten(item, f"{name}.") if isinstance(item, dict) else \
+            {name: item} if isinstance(item, SCALARS) else {}
+        for column_name in found.keys() & flat.keys():  # e.g. {"a": {"b": 1}} beside {"a.b": 2}: never one silently
+            raise TableError(f"two keys of a results file make the same column '{column_name}'; rename one of them")
+        flat.update(found)
     return flat
 
 
@@ -90,10 +91,21 @@ def check_writable(csv_path: str | None, parquet_path: str | None) -> None:
             raise TableError(f"cannot write {path}: it is a folder; give a file name, e.g. {path}/runs.csv")
 
 
-def write_parquet_atomic(frame, path: str) -> None:
+def parquet_bytes(frame) -> bytes:
+    """The table as a Parquet file, made in memory before anything is written (pyarrow refuses some values)."""
+    from pyarrow.lib import ArrowException
+
+    try:
+        return frame.to_parquet(None, engine="pyarrow", index=False)
+    except (ArrowException, TypeError, ValueError) as error:
+        raise TableError(f"the table cannot be written as Parquet ({str(error).splitlines()[0]}); use --csv") from None
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        frame.to_parquet(tmp, engine="pyarrow", index=False)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
     except BaseException:  # leave no partial file behind
         with contextlib.suppress(OSError):
@@ -105,11 +117,12 @@ def write_tables(runs: list[dict], csv_path: str | None = None, parquet_path: st
     """Write the table of runs as CSV and/or Parquet, each file whole or not at all; a line saying what was written."""
     check_writable(csv_path, parquet_path)
     frame = runs_frame(runs)
+    parquet = parquet_bytes(frame) if parquet_path else None
     try:
         if csv_path:
             write_text_atomic(csv_path, frame.to_csv(index=False))
         if parquet_path:
-            write_parquet_atomic(frame, parquet_path)
+            write_bytes_atomic(parquet_path, parquet)
     except OSError as error:  # e.g. no permission, a full disk
         raise TableError(f"cannot write {error.filename or csv_path or parquet_path} ({error.strerror or error}); "
                          "check the path") from None

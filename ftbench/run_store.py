@@ -352,13 +352,17 @@ def explicit_runs(names: list[str], results_dir: str) -> list[dict]:
     return runs
 
 
+def peak_memory_key(memory: dict) -> str:
+    """The peak that counts in train_info.memory: GPU memory allocated on CUDA, the process's peak RSS on the CPU."""
+    return "peak_mem_alloc_mib" if memory.get("device_type") == "cuda" else "peak_rss_mib"
+
+
 def memory_phases(run: dict) -> tuple[float | None, float | None, str]:
-    """(fine-tuning peak MiB, continued pre-training peak MiB or None, device type): GPU memory allocated on
-    CUDA, the process's peak RSS on the CPU."""
+    """(fine-tuning peak MiB, continued pre-training peak MiB or None, device type), by peak_memory_key."""
     train = run["train_info"]
     memory = train.get("memory") or {}
     device = memory.get("device_type", "?")
-    key = "peak_mem_alloc_mib" if device == "cuda" else "peak_rss_mib"
+    key = peak_memory_key(memory)
     return memory.get(key), ((train.get("pretraining") or {}).get("memory") or {}).get(key), device
 
 

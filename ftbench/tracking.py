@@ -16,6 +16,7 @@ import importlib.util
 import os
 
 from ftbench.errors import ConfigError
+from ftbench.run_store import peak_memory_key
 
 # --report_to's choices: the tracker's name in transformers, and the package it needs.
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "trackio": "trackio", "mlflow": "mlflow", "wandb": "wandb"}
@@ -49,7 +50,7 @@ def report_to(names: list[str]) -> list[str] | str:
 def summary_logs(info: dict) -> dict:
     """The suite's own figures of a completed run, named so that transformers files them under test/ and train/."""
     memory = info["memory"]
-    peak_key = "peak_mem_alloc_mib" if "peak_mem_alloc_mib" in memory else "peak_rss_mib"
+    peak_key = peak_memory_key(memory)
     logs = {
         "test_accuracy": info["test"]["accuracy"],
         "test_f1_macro": info["test"]["f1_macro"],

@@ -239,3 +239,21 @@ def test_a_pruned_trial_is_stopped_and_counted_as_pruned_never_as_a_result(tiny_
     record = search.record()
     assert record["chosen_trial"] == 0 and [t["state"] for t in record["trials"]] == ["complete", "pruned"]
     assert record["pareto_front"] is None and record["pruner"] == optuna_search.PRUNER_DESCRIPTION
+
+
+def test_a_study_made_with_another_search_space_is_refused_before_anything_runs(tmp_path, capsys):
+    argv = ["--methods", "lora", "--search", "optuna", "--trials", "2", "--name", "space",
+            "--output_dir", str(tmp_path)]
+    sweep = sweep_of(argv)
+    (first,) = benchmark.run_cells(sweep)[:1]
+    study = optuna_search.open_study(sweep, first.group)
+    described = optuna_search.described_space(sweep, first)
+    study.set_user_attr("search_space", {**described, "--lora_r": "one of 1, 2"})  # as an older space recorded it
+    before = sorted(p.name for p in (tmp_path / "space").rglob("*"))
+    assert benchmark.main(argv) == 2
+    error = capsys.readouterr().err
+    assert error == (f"error: the Optuna study {first.group} was made with another search space (differing: "
+                     f"--lora_r); give --name for a new sweep, or restore the method's search_space\n")
+    assert sorted(p.name for p in (tmp_path / "space").rglob("*")) == before  # nothing written
+    study.set_user_attr("search_space", described)
+    optuna_search.check_recorded_space(sweep, first)  # the same space: resumed

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -90,3 +91,11 @@ def test_parquet_without_pyarrow_is_refused_in_one_line_and_nothing_is_written(t
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "pyarrow" in error and error.startswith("error:")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_keys_that_would_make_one_column_are_refused():
+    from ftbench.results_table import TableError, flatten
+
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": 1, "d": None}
+    with pytest.raises(TableError, match=r"^two keys of a results file make the same column 'a.b'; rename one"):
+        flatten({"a": {"b": 1}, "a.b": 2})
