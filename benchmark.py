@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-import dataclasses
 import os
 import shlex
 import signal
@@ -31,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from config import ConfigError, check, config_file_values, parse_args, set_config_defaults
-from ftbench.errors import check_only_with
+from ftbench.errors import check_only_with, flags_set
 from ftbench.launchers import CellJob, LaunchSettings, LocalLauncher, make_launcher, run_cell
 from ftbench.optuna_search import (
     OBJECTIVES,
@@ -146,14 +145,7 @@ class BenchmarkArguments:
               and all(o in seconds for o in self.objectives[1:]),
               f"--objectives must be accuracy, optionally followed by one of {', '.join(seconds)}; got "
               f"{' '.join(self.objectives)}")
-        given = [f"--{name}" for name in ("trials", "objectives", "pruner") if getattr(self, name) != _default(name)]
-        check_only_with(given, "--search optuna", self.search == "optuna")
-
-
-def _default(name: str):
-    """A BenchmarkArguments field's default."""
-    (found,) = [f for f in dataclasses.fields(BenchmarkArguments) if f.name == name]
-    return found.default_factory() if found.default is dataclasses.MISSING else found.default
+        check_only_with(flags_set(self, ("trials", "objectives", "pruner")), "--search optuna", self.search == "optuna")
 
 
 def _split_options(text: str, what: str) -> list:

@@ -59,6 +59,7 @@ import torch
 
 from ftbench import run_store
 from ftbench.errors import ConfigError
+from ftbench.hub_offline import go_offline_if_hub_unreachable
 from ftbench.inference_benchmark import BENCHMARK_DEFAULTS, benchmark_table, run_benchmark
 from ftbench.run_store import MERGED_MODEL_DIR, MODEL_DIR, PREDICTIONS_FILE, RESULTS_FILE, RUNS_DIR
 
@@ -405,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     warnings.filterwarnings("ignore", category=FutureWarning)
+    go_offline_if_hub_unreachable()  # a run's Hub base model then loads from the cache at once
     import transformers
 
     transformers.logging.set_verbosity_error()

@@ -14,7 +14,7 @@ model/ holding the adapter (cut to its final ranks) and head.
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from ftbench.runner import main
+from ftbench.script_entry import main
 
 if __name__ == "__main__":
     main("adalora")  # declared in ftbench/methods/

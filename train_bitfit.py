@@ -11,7 +11,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the b
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from ftbench.runner import main
+from ftbench.script_entry import main
 
 if __name__ == "__main__":
     main("bitfit")  # declared in ftbench/methods/

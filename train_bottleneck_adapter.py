@@ -13,7 +13,7 @@ norms and head only).
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from ftbench.runner import main
+from ftbench.script_entry import main
 
 if __name__ == "__main__":
     main("bottleneck_adapter")  # declared in ftbench/methods/

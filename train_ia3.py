@@ -10,7 +10,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the v
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from ftbench.runner import main
+from ftbench.script_entry import main
 
 if __name__ == "__main__":
     main("ia3")  # declared in ftbench/methods/

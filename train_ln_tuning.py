@@ -9,7 +9,7 @@ Writes results/runs/<run id>/ (results.json, training_log.txt, model/ with the L
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from ftbench.runner import main
+from ftbench.script_entry import main
 
 if __name__ == "__main__":
     main("ln_tuning")  # declared in ftbench/methods/

@@ -14,7 +14,7 @@ re-loads the base model in 4 bits the same way).
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from ftbench.runner import main
+from ftbench.script_entry import main
 
 if __name__ == "__main__":
     main("qlora")  # declared in ftbench/methods/

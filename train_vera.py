@@ -12,7 +12,7 @@ projections and the head).
 
 import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
-from ftbench.runner import main
+from ftbench.script_entry import main
 
 if __name__ == "__main__":
     main("vera")  # declared in ftbench/methods/

@@ -3,6 +3,8 @@ Every module that refuses input raises ConfigError; the scripts print its messag
 
 from __future__ import annotations
 
+import dataclasses
+
 
 class ConfigError(ValueError):
     """A user-facing configuration problem; its message names the problem and the fix, in one line (line breaks
@@ -16,6 +18,14 @@ def check(condition: bool, message: str) -> None:
     """The one way options are validated: a ConfigError with the message (the problem and the fix) unless true."""
     if not condition:
         raise ConfigError(message)
+
+
+def flags_set(options, names: tuple[str, ...]) -> list[str]:
+    """The flags (--name) among names whose value in the options dataclass differs from the field's default."""
+    fields = {f.name: f for f in dataclasses.fields(options)}
+    defaults = {name: fields[name].default_factory() if fields[name].default is dataclasses.MISSING
+                else fields[name].default for name in names}
+    return [f"--{name}" for name in names if getattr(options, name) != defaults[name]]
 
 
 def check_only_with(given: list[str], needed: str, active: bool) -> None:

@@ -10,7 +10,6 @@ the sweep skips completed cells and resumes interrupted ones from their checkpoi
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import queue
 import shlex
@@ -22,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ftbench.errors import ConfigError, check, check_only_with
+from ftbench.errors import ConfigError, check, check_only_with, flags_set
 from ftbench.registry import get_method
 from ftbench.sweep_cells import Cell, Sweep, resumable_run
 
@@ -64,9 +63,7 @@ class LaunchSettings:
         check(self.launcher == "local" or self.parallel == 1,
               "--parallel is for --launcher local; with submitit, --array_parallelism limits the jobs at once")
         check(self.cluster in CLUSTERS, f"unknown --cluster '{self.cluster}'; choose one of {', '.join(CLUSTERS)}")
-        given = [f"--{f.name}" for f in dataclasses.fields(self)
-                 if f.name in SUBMITIT_ONLY and getattr(self, f.name) != f.default]
-        check_only_with(given, "--launcher submitit", self.launcher == "submitit")
+        check_only_with(flags_set(self, SUBMITIT_ONLY), "--launcher submitit", self.launcher == "submitit")
         check(self.timeout_min >= 1, f"--timeout_min must be at least 1, got {self.timeout_min}")
 
 

@@ -35,7 +35,7 @@ import shlex
 from ftbench.errors import ConfigError, check
 from ftbench.registry import get_method
 from ftbench.run_store import checkpointed_history, peak_memory, train_time
-from ftbench.search_space import Choice, IntRange, LogUniform, Uniform, corners, options, search_space
+from ftbench.search_space import Choice, FloatRange, IntRange, corners, options, search_space
 from ftbench.sweep_cells import SEARCH_FOLDERS, Cell, Sweep, base_learning_rate, completed_run, find_runs
 
 STUDY_FILE = "optuna.db"
@@ -89,8 +89,8 @@ def open_study(sweep: Sweep, group: str):
 def distribution(spec):
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    if isinstance(spec, (LogUniform, Uniform)):
-        return FloatDistribution(spec.low, spec.high, log=isinstance(spec, LogUniform))
+    if isinstance(spec, FloatRange):
+        return FloatDistribution(spec.low, spec.high, log=spec.log)
     if isinstance(spec, IntRange):
         return IntDistribution(spec.low, spec.high, log=spec.log)
     if isinstance(spec, Choice):

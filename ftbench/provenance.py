@@ -66,6 +66,7 @@ def environment_info(device: torch.device) -> dict:
         "cudnn_version": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE"),  # "1" also where the Hub was unreachable (hub_offline.py)
     }
 
 

@@ -10,7 +10,7 @@ the registry, never the method's name:
     method.search_space       # the options a hyperparameter search tries besides the learning rate
 
 Adding a method: one file in ftbench/methods/ (discovered here, nothing to list), one train_<name>.py that calls
-ftbench.runner.main("<name>"), and a test. As peft's register_peft_method and torchtune's recipe registry do.
+ftbench.script_entry.main("<name>"), and a test. As peft's register_peft_method and torchtune's recipe registry do.
 Importing the registry imports no torch: method files import peft and torch inside their functions only.
 """
 

@@ -2,8 +2,8 @@
 
 A method script names its method (declared in ftbench/methods/) and hands over:
 
-    from ftbench.runner import main
-    main("lora")                      # train_lora.py; run("lora", argv) returns the exit status instead
+    from ftbench.script_entry import main
+    main("lora")                      # train_lora.py; ftbench.runner.run("lora", argv) returns the exit status
 
 run() is a short sequence of named steps over one RunContext. Each run gets a new folder,
 results/runs/<run id>/, holding results.json (schema in docs/results_schema.md), training_log.txt, and model/
@@ -13,7 +13,7 @@ results/runs/<run id>/, holding results.json (schema in docs/results_schema.md),
 
 from __future__ import annotations
 
-import quiet_imports  # first: silences third-party start-up lines
+import quiet_imports  # noqa: F401  (first: silences third-party start-up lines)
 
 import contextlib
 import datetime as dt
@@ -434,9 +434,4 @@ def run(method: str, argv: list[str] | None = None, prog: str | None = None, sta
         return stop.exit_code()
     finally:
         stop.restore()
-
-
-def main(method: str) -> None:
-    """Entry point for a train_<method>.py script."""
-    sys.exit(run(method, sys.argv[1:], os.path.basename(sys.argv[0]), quiet_imports.IMPORTED_AT))
 

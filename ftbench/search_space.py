@@ -4,7 +4,7 @@ values as the training script's command-line options, and the table docs/benchma
 ftbench/optuna_search.py turns these ranges into optuna's distributions.
 
     space = search_space(get_method("lora"), base_learning_rate=3e-3)
-    # {'learning_rate': LogUniform(0.0003, 0.03), 'lora_r': Choice((4, 8, 16, 32)), ...}
+    # {'learning_rate': FloatRange(0.0003, 0.03, log=True), 'lora_r': Choice((4, 8, 16, 32)), ...}
     options({"learning_rate": 0.001, "lora_r": 16})   # ['--learning_rate', '0.001', '--lora_r', '16']
     python -m ftbench.search_space                    # every method's space, as the Markdown table of the docs
 """
@@ -19,28 +19,15 @@ LEARNING_RATE_SPAN = 10.0
 
 
 @dataclass(frozen=True)
-class LogUniform:
-    """A positive float, uniform on a log scale between low and high."""
+class FloatRange:
+    """A float between low and high, uniform on a log scale when log (low must then be positive)."""
 
     low: float
     high: float
+    log: bool = False
 
     def describe(self) -> str:
-        return f"log-uniform {self.low:g} to {self.high:g}"
-
-    def ends(self) -> tuple:
-        return self.low, self.high
-
-
-@dataclass(frozen=True)
-class Uniform:
-    """A float, uniform between low and high."""
-
-    low: float
-    high: float
-
-    def describe(self) -> str:
-        return f"uniform {self.low:g} to {self.high:g}"
+        return f"{'log-uniform' if self.log else 'uniform'} {self.low:g} to {self.high:g}"
 
     def ends(self) -> tuple:
         return self.low, self.high
@@ -74,9 +61,9 @@ class Choice:
         return self.values
 
 
-def learning_rate_range(base_learning_rate: float) -> LogUniform:
-    return LogUniform(float(f"{base_learning_rate / LEARNING_RATE_SPAN:.3g}"),
-                      float(f"{base_learning_rate * LEARNING_RATE_SPAN:.3g}"))
+def learning_rate_range(base_learning_rate: float) -> FloatRange:
+    return FloatRange(float(f"{base_learning_rate / LEARNING_RATE_SPAN:.3g}"),
+                      float(f"{base_learning_rate * LEARNING_RATE_SPAN:.3g}"), log=True)
 
 
 def search_space(method, base_learning_rate: float) -> dict:

@@ -69,8 +69,9 @@ def test_no_private_name_is_imported_from_another_module():
     assert private == []
 
 
-@pytest.mark.parametrize("script", ["plot_results.py", "report.py", "run_status.py", "benchmark.py"])
-def test_commands_that_read_results_start_without_torch(script):
+@pytest.mark.parametrize("script", ["plot_results.py", "report.py", "run_status.py", "benchmark.py", "train_full.py",
+                                    "train_qlora.py"])
+def test_help_is_answered_without_importing_torch(script):
     probe = ("import json, runpy, sys; sys.argv = [sys.argv[1], '--help']\n"
              "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
              "print(json.dumps(sorted(m for m in ('torch', 'peft') if m in sys.modules)))")

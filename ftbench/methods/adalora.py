@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ftbench.errors import ConfigError, check
 from ftbench.methods.lora import TARGET_VARIANTS, LoraTargets, lora_targets
 from ftbench.registry import Method, register
-from ftbench.search_space import Choice, Uniform
+from ftbench.search_space import Choice, FloatRange
 
 
 @dataclass
@@ -78,7 +78,7 @@ ADALORA = register(Method(
     variant_options=TARGET_VARIANTS,
     # Every starting rank is at least every target rank, as the options' check requires.
     search_space={"adalora_init_r": Choice((8, 12, 16, 24)), "adalora_target_r": Choice((4, 8)),
-                  "lora_alpha": Choice((8, 16, 32, 64)), "lora_dropout": Uniform(0.0, 0.3)},
+                  "lora_alpha": Choice((8, 16, 32, 64)), "lora_dropout": FloatRange(0.0, 0.3)},
     not_resumable_because="peft saves AdaLoRA adapters at their re-allocated ranks, which a freshly built model "
                           "does not have",
     description="AdaLoRA: LoRA whose rank budget is re-allocated to the most important layers during training, "

@@ -8,7 +8,7 @@ from typing import Literal
 
 from ftbench.errors import ConfigError, check
 from ftbench.registry import Method, register
-from ftbench.search_space import Choice, Uniform
+from ftbench.search_space import Choice, FloatRange
 
 LoraTargets = Literal["query_value", "attention", "all_linear"]
 
@@ -21,7 +21,7 @@ TARGET_ROLES = {
 TARGET_VARIANTS = ("lora_targets", "lora_target_modules")  # the options that name a variant of a LoRA-like method
 # What a hyperparameter search tries for LoRA-like methods (their targets stay: they name a variant).
 LORA_SEARCH_SPACE = {"lora_r": Choice((4, 8, 16, 32)), "lora_alpha": Choice((8, 16, 32, 64)),
-                     "lora_dropout": Uniform(0.0, 0.3)}
+                     "lora_dropout": FloatRange(0.0, 0.3)}
 
 
 @dataclass

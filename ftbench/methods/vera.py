@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ftbench.errors import check
 from ftbench.methods.lora import LoraTargets, lora_targets
 from ftbench.registry import Method, register
-from ftbench.search_space import Choice, LogUniform
+from ftbench.search_space import Choice, FloatRange
 
 
 @dataclass
@@ -49,6 +49,6 @@ def build_vera(run_config, model_config, head_modules):
 
 VERA = register(Method(
     name="vera", options=VeraArguments, learning_rate=1e-1, build=build_vera, variant_options=("vera_targets",),
-    search_space={"vera_r": Choice((64, 128, 256, 512)), "vera_d_initial": LogUniform(0.01, 1.0)},
+    search_space={"vera_r": Choice((64, 128, 256, 512)), "vera_d_initial": FloatRange(0.01, 1.0, log=True)},
     description="VeRA: frozen shared random low-rank projections with trained scaling vectors per layer, plus "
                 "the head"))
