@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from config import ConfigError, check, config_file_values, parse_args, set_config_defaults
 from ftbench.errors import check_only_with, flags_set
 from ftbench.launchers import CellJob, LaunchSettings, LocalLauncher, make_launcher, run_cell
+from ftbench.lr_search import earlier_steps, edge_step, search_result, supersede_runs_at_other_rates
 from ftbench.optuna_search import (
     OBJECTIVES,
     PRUNERS,
@@ -45,7 +46,6 @@ from ftbench.sweep_cells import (
     Cell,
     OptunaSearch,
     Sweep,
-    choose_learning_rate,
     completed_run,
     learning_rate_options,
     run_cells,
@@ -89,7 +89,8 @@ class BenchmarkArguments:
                                          "The same as --search grid."})
     lr_search_factors: list[float] = field(
         default_factory=lambda: [0.3, 1.0, 3.0],
-        metadata={"help": "Learning rates tried: the method's rate times each factor."})
+        metadata={"help": "Learning rates tried: the method's rate times each factor; where the best is the highest "
+                          "or lowest tried, up to 2 more steps past it, by the grid's ratio at that end."})
     search: str | None = field(
         default=None, metadata={"help": "How each method's settings are chosen on validation (one seed) before the "
                                         "sweep's runs: 'grid' (--lr_search), 'optuna' (--trials runs sampled from the "
@@ -301,8 +302,19 @@ def execute(sweep: Sweep, launch: LaunchSettings | None = None, dry_run: bool = 
         if sweep.optuna_search:
             run_optuna_searches(sweep, runs, progress, choices["optuna_search"], save, launcher)
         run_batch(searches, sweep, choices, launcher, progress, records, save)
+        steps = earlier_steps(group_cells(runs), searches, sweep) if sweep.lr_search else []
+        searches += steps
+        progress.total += len(steps)
+        run_batch(steps, sweep, choices, launcher, progress, records, save)  # completed: each one line, skipped
+        while steps := [cell for first in group_cells(runs) if sweep.lr_search
+                        and (cell := edge_step(first, searches, sweep))]:  # past the grid's edge (ftbench/lr_search.py)
+            searches += steps
+            progress.total += len(steps)
+            run_batch(steps, sweep, choices, launcher, progress, records, save)
         for first in group_cells(runs) if sweep.lr_search else []:
-            choices["lr_search"][first.group] = _search_result(first, searches, sweep)
+            choices["lr_search"][first.group] = search_result(first, searches, sweep)
+        supersede_runs_at_other_rates(runs, sweep, {group: choice["chosen_learning_rate"]
+                                                    for group, choice in choices["lr_search"].items()})
         run_batch(runs, sweep, choices, launcher, progress, records, save)
     except KeyboardInterrupt:
         save("interrupted")
@@ -399,25 +411,6 @@ def run_trial(cell: Cell, sweep: Sweep, search, launcher) -> tuple[int, float]:
         return run_cell(cell, sweep, None, search.watch)
     return launcher.run([CellJob(cell, sweep, None)], started=lambda index: None,
                         finished=lambda index, status, seconds: None)[0]
-
-
-def _search_result(cell: Cell, searches: list[Cell], sweep: Sweep) -> dict:
-    candidates = []
-    for search in (s for s in searches if s.group == cell.group):
-        run = completed_run(search, sweep)
-        best = run["train_info"]["best_val"] if run else {}
-        candidates.append({"learning_rate": search.learning_rate, "run_id": run["run_info"]["run_id"] if run else None,
-                           "best_val_accuracy": best.get("val_accuracy"), "best_val_loss": best.get("val_loss")})
-    chosen = choose_learning_rate(candidates)
-    if chosen is None:
-        print(f"    warning: every learning-rate search run of {cell.group} failed; its runs use the method's rate",
-              flush=True)
-    else:
-        print(f"    {cell.method} on {cell.dataset} with {cell.model}: learning rate {chosen['learning_rate']:g} "
-              f"(validation accuracy {chosen['best_val_accuracy']:.4f}; tried "
-              f"{', '.join(format(c['learning_rate'], 'g') for c in candidates)})", flush=True)
-    return {"candidates": candidates, "chosen_learning_rate": chosen["learning_rate"] if chosen else None,
-            "selected_on": "best validation accuracy of one seed (ties: lower validation loss)"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,11 @@ def sweeps_table(sweeps: dict) -> list[str]:
                           for label, runs in loaded.groups.items())
         lines.append(f"| {loaded.spec.title} | `{sweep_command(loaded.spec.preset)}` | {len(loaded.runs)} / {planned} "
                      f"| {', '.join(failed) or 'none'} | {resumed} | {hours:.2f} | {rates or '–'} |")
+    edges = [f"{group.split('|')[0]} ({loaded.spec.title}, {choice['chosen_learning_rate']:g})"
+             for loaded in sweeps.values() for group, choice in ((loaded.manifest or {}).get("lr_search") or {}).items()
+             if choice.get("at_edge")]
+    lines += ["", "Rates chosen at the edge of what their search tried, even after its steps past the grid (the best "
+                  "rate may lie further out): " + ", ".join(edges) + "."] if edges else []
     return lines + ["", "Wall time: the cells' own, learning-rate search included, from each sweep's benchmark.json: a "
                     "cell's process time where the last invocation ran it, else its run's recorded wall_time_s (for a "
                     "resumed run, its last process only). A sweep resumes where it stopped: re-run its command.", ""]

@@ -159,11 +159,3 @@ def resumable_run(cell: Cell, sweep: Sweep) -> str | None:
     info = runs[-1]["run_info"]
     run_dir = os.path.join(cell.output_dir(sweep), run_store.RUNS_DIR, info["run_id"])
     return run_dir if run_store.effective_status(run_dir, info) in ("interrupted", "unfinished") else None
-
-
-def choose_learning_rate(candidates: list[dict]) -> dict | None:
-    """Best validation accuracy; ties go to the lower validation loss, then the lower rate."""
-    usable = [c for c in candidates if c.get("best_val_accuracy") is not None]
-    if not usable:
-        return None
-    return min(usable, key=lambda c: (-c["best_val_accuracy"], c["best_val_loss"], c["learning_rate"]))

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import benchmark  # noqa: E402
+from ftbench.lr_search import choose_learning_rate, next_search_rate  # noqa: E402
 
 # Small enough to take seconds, long enough (60 steps, 3 evaluations) for a kill to land mid-training.
 TINY_RUN = ("--max_train_samples 640 --max_eval_samples 64 --max_steps 60 --per_device_train_batch_size 16 "
@@ -84,8 +85,30 @@ def test_choose_learning_rate_by_validation_accuracy_then_loss():
                   {"learning_rate": 1e-3, "best_val_accuracy": 0.85, "best_val_loss": 0.45},
                   {"learning_rate": 3e-3, "best_val_accuracy": 0.85, "best_val_loss": 0.40},
                   {"learning_rate": 1e-2, "best_val_accuracy": None, "best_val_loss": None}]
-    assert benchmark.choose_learning_rate(candidates)["learning_rate"] == 3e-3
-    assert benchmark.choose_learning_rate(candidates[-1:]) is None
+    assert choose_learning_rate(candidates)["learning_rate"] == 3e-3
+    assert choose_learning_rate(candidates[-1:]) is None
+
+
+def tried(*results) -> list[dict]:
+    """Search candidates from (rate, validation accuracy) pairs; None: the run failed."""
+    return [{"learning_rate": rate, "best_val_accuracy": accuracy, "best_val_loss": None if accuracy is None else 0.5}
+            for rate, accuracy in results]
+
+
+def test_a_search_goes_past_the_edge_of_its_grid_while_the_best_rate_is_there():
+    grid = [9e-4, 3e-3, 9e-3]  # lora's 3e-3 times 0.3 1 3
+    assert next_search_rate(tried((9e-4, .70), (3e-3, .80), (9e-3, .75)), grid) is None  # best inside: done
+    assert next_search_rate(tried((9e-4, .70), (3e-3, .75), (9e-3, .80)), grid) == 0.027  # the grid's ratio up
+    assert next_search_rate(tried((9e-4, .80), (3e-3, .75), (9e-3, .70)), grid) == 0.00027  # and down
+    assert next_search_rate(tried((9e-4, .70), (3e-3, .75), (9e-3, .80), (0.027, .85)), grid) == 0.081
+    # Two steps a side at most; a failed step or a worse one ends it.
+    assert next_search_rate(tried((9e-4, .70), (3e-3, .75), (9e-3, .80), (0.027, .85), (0.081, .9)), grid) is None
+    assert next_search_rate(tried((9e-4, .70), (3e-3, .75), (9e-3, .80), (0.027, None)), grid) is None
+    assert next_search_rate(tried((9e-4, .70), (3e-3, .75), (9e-3, .80), (0.027, .79)), grid) is None
+    # Past the top, the best can still fall back to the bottom edge: then the search goes down.
+    assert next_search_rate(tried((9e-4, .90), (3e-3, .75), (9e-3, .80), (0.027, .79)), grid) == 0.00027
+    assert next_search_rate(tried((3e-3, .75)), [3e-3]) is None  # one rate is no grid
+    assert next_search_rate(tried((1e-3, .70), (1.0001e-3, .80)), [1e-3, 1.0001e-3]) is None  # too fine to step
 
 
 def runs_by_cell(sweep: Path) -> dict:
@@ -151,20 +174,49 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     assert refused.returncode == 2 and "holds a sweep with other settings (differing: run_args)" in refused.stderr
 
 
-@pytest.mark.slow
-def test_learning_rate_search_picks_the_best_validation_rate_and_uses_it(tiny_bert, tmp_path, capsys):
-    status = benchmark.main(["--methods", "lora", "--models", tiny_bert, "--seeds", "3", "--name", "lr",
-                             "--output_dir", str(tmp_path), "--run_args", TINY_RUN, "--lr_search",
-                             "--lr_search_factors", "0.01", "10", "--report", "false"])
-    assert status == 0, capsys.readouterr()
-    manifest = json.loads((tmp_path / "lr" / "benchmark.json").read_text())
-    (choice,) = manifest["lr_search"].values()
+def check_search_and_runs(sweep: Path, replay: bool = True) -> dict:
+    """The sweep's search took exactly the steps its rule gives (replay), chose the best rate it tried, and its one
+    run used it; returns the search's record."""
+    (choice,) = json.loads((sweep / "benchmark.json").read_text())["lr_search"].values()
     searched = {r["run_info"]["config"]["training"]["learning_rate"]: r["train_info"]["best_val"]
-                for runs in benchmark.find_runs(str(tmp_path / "lr" / "lr_search")).values() for r in runs}
-    assert sorted(searched) == pytest.approx([3e-5, 3e-2])  # LoRA's default rate 3e-3 times the factors
+                for runs in benchmark.find_runs(str(sweep / "lr_search")).values() for r in runs}
+    candidates = [{"learning_rate": rate, "best_val_accuracy": searched[rate]["val_accuracy"],
+                   "best_val_loss": searched[rate]["val_loss"]} for rate in [c["learning_rate"] for c in
+                                                                             choice["candidates"]]]
+    assert choice["grid"] == pytest.approx([9e-4, 3e-3])  # LoRA's default rate 3e-3 times the factors
+    assert [c["learning_rate"] for c in candidates[:2]] == choice["grid"] and len(candidates) == len(searched)
+    for taken in range(2, len(candidates)) if replay else []:  # each step past the edge is the rule's, in order
+        assert next_search_rate(candidates[:taken], choice["grid"]) == candidates[taken]["learning_rate"]
+    assert next_search_rate(candidates, choice["grid"]) is None
     best = max(searched, key=lambda lr: (searched[lr]["val_accuracy"], -searched[lr]["val_loss"]))
     assert choice["chosen_learning_rate"] == best
-    (main_runs,) = benchmark.find_runs(str(tmp_path / "lr")).values()
-    assert main_runs[0]["run_info"]["config"]["training"]["learning_rate"] == best
-    assert main_runs[0]["run_info"]["seed"] == 3
-    assert not (tmp_path / "lr" / "report.md").exists()
+    assert choice["at_edge"] == (best in (min(searched), max(searched)))
+    (main_runs,) = benchmark.find_runs(str(sweep)).values()
+    assert [r["run_info"]["config"]["training"]["learning_rate"] for r in main_runs] == [best]
+    return choice
+
+
+@pytest.mark.slow
+def test_learning_rate_search_steps_past_its_edge_picks_the_best_rate_and_supersedes_old_runs(tiny_bert, tmp_path,
+                                                                                              capsys):
+    args = ["--methods", "lora", "--models", tiny_bert, "--seeds", "3", "--name", "lr", "--output_dir", str(tmp_path),
+            "--run_args", TINY_RUN, "--lr_search", "--lr_search_factors", "0.3", "1", "--report", "false"]
+    assert benchmark.main(args) == 0, capsys.readouterr()
+    sweep = tmp_path / "lr"
+    choice = check_search_and_runs(sweep)
+    assert len(choice["candidates"]) > 2  # with two rates the best is always at an edge: at least one step
+    (first_run,) = benchmark.find_runs(str(sweep)).values()
+    assert first_run[0]["run_info"]["seed"] == 3 and not (sweep / "report.md").exists()
+    # The chosen rate's search run now scores worst: the search chooses again, and the run made at the old rate
+    # is moved aside and made anew at the new one.
+    chosen = next(c for c in choice["candidates"] if c["learning_rate"] == choice["chosen_learning_rate"])
+    path = sweep / "lr_search" / "runs" / chosen["run_id"] / "results.json"
+    results = json.loads(path.read_text())
+    results["train_info"]["best_val"]["val_accuracy"] = -1.0
+    path.write_text(json.dumps(results))
+    assert benchmark.main(args) == 0, capsys.readouterr()
+    assert "moved to" in capsys.readouterr().out
+    again = check_search_and_runs(sweep, replay=False)  # the earlier steps stay candidates
+    assert again["chosen_learning_rate"] != choice["chosen_learning_rate"]
+    assert {c["learning_rate"] for c in again["candidates"]} >= {c["learning_rate"] for c in choice["candidates"]}
+    assert [p.name for p in (sweep / "superseded").iterdir()] == [first_run[0]["run_info"]["run_id"]]

@@ -55,7 +55,9 @@ def sweeps(trained_runs, tmp_path) -> Path:
         write_run(doc_rate, template, "lora", seed, full, 600.0, 80.0, 0.30, 5e-4)
     (sst2 / "benchmark.json").write_text(json.dumps({"cells": [
         {"cell_id": "full-sst2-minilm-seed1", "kind": "run", "status": "completed", "wall_time_s": 3600.0},
-        {"cell_id": "lora-sst2-minilm-seed4", "kind": "run", "status": "failed", "wall_time_s": 1800.0}]}))
+        {"cell_id": "lora-sst2-minilm-seed4", "kind": "run", "status": "failed", "wall_time_s": 1800.0}],
+        "lr_search": {"prefix|sst2|minilm": {"chosen_learning_rate": 1e-2, "at_edge": True},
+                      "lora|sst2|minilm": {"chosen_learning_rate": 3e-3, "at_edge": False}}}))
     return root
 
 
@@ -100,6 +102,8 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
     # The sweeps: planned and failed cells and wall time from benchmark.json, rates from the runs.
     assert ("| SST-2, complete | `python benchmark.py --preset findings_sst2 --data_dir ../shared/data` | 9 / 2 | "
             "lora-sst2-minilm-seed4 | 0 | 1.50 | full 5e-05; lora 0.003; prefix 0.01 |") in text
+    assert ("Rates chosen at the edge of what their search tried, even after its steps past the grid (the best rate "
+            "may lie further out): prefix (SST-2, complete, 0.01).") in text
     # What to use: memory 600-620 (LoRA, as accurate as full) is the only choice on memory.
     assert "| peak memory (MiB, CPU RSS) | 610 | lora |" in text
     assert (out.parent / "findings" / "curves_sst2.png").stat().st_size > 10_000
