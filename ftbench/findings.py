@@ -21,6 +21,7 @@ from ftbench.recommend import recommendation_lines
 from ftbench.report_tables import memory_kind_of, section_tables
 from ftbench.run_groups import group_runs
 from ftbench.run_store import load_runs, train_time, write_text_atomic
+from ftbench.sweep_presets import PRESETS
 from ftbench.verdicts import NOT_MEASURED, RULES
 
 CHARTS_DIR = "findings"  # beside the document
@@ -73,7 +74,8 @@ def sweeps_table(sweeps: dict) -> list[str]:
              "| learning rates used |", "|---|---|---|---|---|---|---|"]
     for loaded in sweeps.values():
         cells = (loaded.manifest or {}).get("cells") or []
-        planned = sum(1 for c in cells if c.get("kind") == "run") or "–"
+        preset = PRESETS[loaded.spec.preset]  # its runs, not only the cells a partial sweep has reached
+        planned = len(preset.methods) * len(preset.datasets) * len(preset.models) * len(preset.seeds)
         failed = [c["cell_id"] for c in cells if c.get("status") == "failed"]
         resumed = sum(1 for r in loaded.runs if r["run_info"].get("resumes"))
         hours = sum(c.get("wall_time_s") or 0 for c in cells) / 3600

@@ -99,8 +99,9 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
                     "Financial PhraseBank, every method"):
         assert rows[missing][1] == "**not measured yet**"
     assert "run `python benchmark.py --preset findings_imdb --data_dir ../shared/data`" in text
-    # The sweeps: planned and failed cells and wall time from benchmark.json, rates from the runs.
-    assert ("| SST-2, complete | `python benchmark.py --preset findings_sst2 --data_dir ../shared/data` | 9 / 2 | "
+    # The sweeps: planned runs from the preset (3 methods, 3 seeds), failed cells and wall time from benchmark.json,
+    # rates from the runs.
+    assert ("| SST-2, complete | `python benchmark.py --preset findings_sst2 --data_dir ../shared/data` | 9 / 9 | "
             "lora-sst2-minilm-seed4 | 0 | 1.50 | full 5e-05; lora 0.003; prefix 0.01 |") in text
     assert ("Rates chosen at the edge of what their search tried, even after its steps past the grid (the best rate "
             "may lie further out): prefix (SST-2, complete, 0.01).") in text
