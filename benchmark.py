@@ -9,6 +9,7 @@ statistics report (report.md with charts) over the seeds.
     python benchmark.py --preset sst2_distilbert_full_vs_lora     # a design document's experiment (GPU)
     python benchmark.py --config my_sweep.yaml --seeds 1 2 3 4 5  # the command line overrides the file
     python benchmark.py --list_presets
+    python benchmark.py --preset findings_sst2 --dry_run         # its cells and their commands; nothing runs
 
 A sweep lives in results/benchmarks/<name>/ (runs/, lr_search/runs/ or optuna_search/ with its runs and the
 Optuna studies, benchmark.json, logs/, report.md).
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from config import ConfigError, check, config_file_values, parse_args, set_config_defaults
 from ftbench.errors import check_only_with, flags_set
 from ftbench.launchers import CellJob, LaunchSettings, LocalLauncher, make_launcher, run_cell
-from ftbench.lr_search import earlier_steps, edge_step, search_result, supersede_runs_at_other_rates
+from ftbench.lr_search import MAX_EDGE_STEPS, earlier_steps, edge_steps, search_results, supersede_runs_at_other_rates
 from ftbench.optuna_search import (
     OBJECTIVES,
     PRUNERS,
@@ -269,8 +270,10 @@ def print_dry_run(sweep: Sweep, searches: list[Cell], runs: list[Cell]) -> None:
     lines = [command(cell) for cell in searches]
     lines += [describe_trials(sweep, first) for first in group_cells(runs)] if trials else []
     lines += [command(cell) for cell in runs]
+    steps = (f", and up to {MAX_EDGE_STEPS * len(group_cells(runs))} search cells past the grid ({MAX_EDGE_STEPS} for "
+             "a method whose best rate is at its edge)") if searches else ""
     print("\n".join(lines) + f"\n{len(searches) + len(runs)} cells" + (f" and {trials} Optuna trials" if trials else "")
-          + "; nothing run (--dry_run)")
+          + steps + "; nothing run (--dry_run)")
 
 
 def execute(sweep: Sweep, launch: LaunchSettings | None = None, dry_run: bool = False) -> int:
@@ -297,22 +300,22 @@ def execute(sweep: Sweep, launch: LaunchSettings | None = None, dry_run: bool = 
         write_manifest(sweep, created_at, [records[c.cell_id] for c in searches + runs if c.cell_id in records],
                        choices, state)
 
+    def search_more(steps: list[Cell]) -> list[Cell]:
+        searches.extend(steps)
+        progress.total += len(steps)
+        run_batch(steps, sweep, choices, launcher, progress, records, save)
+        return steps
+
     save("running")
     try:
         if sweep.optuna_search:
             run_optuna_searches(sweep, runs, progress, choices["optuna_search"], save, launcher)
         run_batch(searches, sweep, choices, launcher, progress, records, save)
-        steps = earlier_steps(group_cells(runs), searches, sweep) if sweep.lr_search else []
-        searches += steps
-        progress.total += len(steps)
-        run_batch(steps, sweep, choices, launcher, progress, records, save)  # completed: each one line, skipped
-        while steps := [cell for first in group_cells(runs) if sweep.lr_search
-                        and (cell := edge_step(first, searches, sweep))]:  # past the grid's edge (ftbench/lr_search.py)
-            searches += steps
-            progress.total += len(steps)
-            run_batch(steps, sweep, choices, launcher, progress, records, save)
-        for first in group_cells(runs) if sweep.lr_search else []:
-            choices["lr_search"][first.group] = search_result(first, searches, sweep)
+        if sweep.lr_search:  # past the grid's edge (ftbench/lr_search.py); an earlier invocation's steps are skipped
+            search_more(earlier_steps(group_cells(runs), searches, sweep))
+            while search_more(edge_steps(group_cells(runs), searches, sweep)):
+                pass
+            choices["lr_search"] = search_results(group_cells(runs), searches, sweep)
         supersede_runs_at_other_rates(runs, sweep, {group: choice["chosen_learning_rate"]
                                                     for group, choice in choices["lr_search"].items()})
         run_batch(runs, sweep, choices, launcher, progress, records, save)

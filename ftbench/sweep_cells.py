@@ -106,21 +106,32 @@ def learning_rate_options(learning_rate: float) -> list[str]:
     return ["--learning_rate", f"{learning_rate:g}"]
 
 
+def rate_as_run(learning_rate: float) -> float:
+    """The rate a run given learning_rate_options(learning_rate) records in its config."""
+    return float(learning_rate_options(learning_rate)[1])
+
+
+def rounded_rate(learning_rate: float) -> float:
+    """A search rate: 3 significant digits, so that 3e-3 x 3 is 0.009, not 0.009000000000000001."""
+    return float(f"{learning_rate:.3g}")
+
+
 def base_learning_rate(sweep: Sweep, method: str) -> float:
     """The rate a method would run at in this sweep: its default, or what its options set."""
     return parse_args(method, Cell("run", method, sweep.datasets[0], sweep.models[0], 1).argv(sweep)
                       ).training.learning_rate
 
 
+def grid_rates(sweep: Sweep, method: str) -> list[float]:
+    """The method's grid search rates: its rate in the sweep times each factor, in the factors' order."""
+    base = base_learning_rate(sweep, method)
+    return [rounded_rate(base * factor) for factor in sweep.lr_search_factors]
+
+
 def search_cells(sweep: Sweep) -> list[Cell]:
-    cells = []
-    for dataset in sweep.datasets:
-        for model in sweep.models:
-            for method in sweep.methods:
-                base = base_learning_rate(sweep, method)
-                cells += [Cell("lr_search", method, dataset, model, sweep.lr_search_seed, float(f"{base * f:.3g}"))
-                          for f in sweep.lr_search_factors]
-    return cells
+    grids = {method: grid_rates(sweep, method) for method in sweep.methods}
+    return [Cell("lr_search", method, dataset, model, sweep.lr_search_seed, rate) for dataset in sweep.datasets
+            for model in sweep.models for method in sweep.methods for rate in grids[method]]
 
 
 def run_cells(sweep: Sweep) -> list[Cell]:

@@ -60,6 +60,8 @@ def test_command_line_overrides_a_config_file_and_lr_search_cells_come_first(tmp
                                 "full-tweets-minilm-seed5", "lora-tweets-minilm-seed5"]
     lora = next(line for line in output.splitlines() if line.startswith("lora-tweets-minilm-seed5"))
     assert "--num_train_epochs 1" in lora and "--lora_r 4" in lora
+    assert output.splitlines()[-1] == ("6 cells, and up to 4 search cells past the grid (2 for a method whose best "
+                                       "rate is at its edge); nothing run (--dry_run)")
 
 
 @pytest.mark.parametrize("arguments, message", [
