@@ -189,9 +189,10 @@ def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
 def template_claim(fpb: dict) -> dict:
     from ftbench.registry import method_names
 
-    measured = [m for m in method_names() if len(fpb.get(m, [])) >= 2]
+    seeded = {label: runs for label, runs in fpb.items() if len(runs) >= 2}  # a label such as mlm+full names a method
+    measured = sorted({run["run_info"]["method"] for runs in seeded.values() for run in runs} & set(method_names()))
     complete = all(figure_on_test(r, "f1_macro") is not None and r["train_info"].get("history")
-                   for m in measured for r in fpb[m])
+                   for runs in seeded.values() for r in runs)
     verdict = verdicts.CONFIRMED if len(measured) == len(method_names()) and complete else NOT_MEASURED
     row = {"what": "Financial PhraseBank, every method", "verdict": verdict, "detail": None,
            "measured": f"{len(measured)} of {len(method_names())} methods with 2 or more seeds: trainable parameters, "

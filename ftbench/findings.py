@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 
 from ftbench.claims import claims, sst2_groups, sweep_command
+from ftbench.convergence import RULE as EPOCHS_RULE
+from ftbench.convergence import epochs_table
 from ftbench.docs_tables import generated_line
 from ftbench.paired import group_summary
 from ftbench.recommend import recommendation_lines
@@ -152,6 +154,15 @@ def charts(sweeps: dict, out_dir: str) -> tuple[list[str], dict]:
     return lines, figures
 
 
+def enough_epochs(sweeps: dict) -> list[str]:
+    """Per sweep, whether each method's validation accuracy stopped rising within its epochs (ftbench.convergence)."""
+    lines = []
+    for title, groups in (("SST-2", sst2_groups(sweeps)), ("Financial PhraseBank", sweeps["phrasebank"].groups),
+                          ("IMDb, 256 tokens", sweeps["imdb"].groups)):
+        lines += [f"**{title}**", ""] + epochs_table(groups) if groups else []
+    return [EPOCHS_RULE, ""] + lines if lines else ["Not measured yet.", ""]
+
+
 def what_to_use(sweeps: dict) -> list[str]:
     lines = []
     for key in ("phrasebank", "sst2"):
@@ -183,7 +194,7 @@ def findings_document(sweeps_dir: str, out_path: str, n_resamples: int, command:
         summaries = {label: group_summary(runs) for label, runs in phrasebank.items()}
         lines += ["## Every method on Financial PhraseBank (C7's table)", ""]
         lines += section_tables(phrasebank, summaries, "full", n_resamples, lambda level, text: f"**{text}**")
-    lines += ["## Learning curves", ""] + chart_lines
+    lines += ["## Enough epochs?", ""] + enough_epochs(sweeps) + ["## Learning curves", ""] + chart_lines
     train_hours = sum(train_time(r) or 0 for r in every_run) / 3600
     lines += [f"{len(every_run)} completed runs, {train_hours:.1f} hours of training time in all.", ""]
     return "\n".join(lines), figures

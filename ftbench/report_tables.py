@@ -63,6 +63,7 @@ def section_tables(groups: dict, summaries: dict, reference: str | None, n_resam
     lines += ["", "Mean ± sample standard deviation over the runs (one per seed, n of them); the interval is the "
               f"{CONFIDENCE:.0%} Student-t confidence interval of the mean test accuracy.", ""]
 
+    lines += runs_that_learned_nothing(groups)
     pairs, reference_name = reference_pairs(groups, reference)
     if reference and not pairs and reference not in groups:
         lines += [f"No `{reference}` runs here to compare with.", ""]
@@ -91,6 +92,22 @@ def section_tables(groups: dict, summaries: dict, reference: str | None, n_resam
     if recommendations:
         lines += [heading_of(3, "What to use under a limit"), ""] + recommendations
     return lines
+
+
+def runs_that_learned_nothing(groups: dict) -> list[str]:
+    """A line naming the runs whose test accuracy is at or below always predicting the training set's most common
+    label (a learning rate too high for that seed, say): they inflate their method's spread, and say why."""
+    found, baseline = [], None
+    for label, runs in groups.items():
+        for run in runs:
+            test = run["train_info"]["test"]
+            if test.get("majority_baseline") and test["accuracy"] <= test["majority_baseline"]["accuracy"]:
+                baseline = test["majority_baseline"]
+                found.append(f"{label} seed {run['run_info']['seed']} ({test['accuracy']:.4f})")
+    if not found:
+        return []
+    return [f"Runs that learned nothing (test accuracy at or below always predicting '{baseline['label']}', "
+            f"{baseline['accuracy']:.4f}): {'; '.join(found)}.", ""]
 
 
 def reference_pairs(groups: dict, reference: str | None) -> tuple[list[tuple[str, str]], str]:

@@ -108,6 +108,11 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
     # What to use: memory 600-620 (LoRA, as accurate as full) is the only choice on memory.
     assert "| peak memory (MiB, CPU RSS) | 610 | lora |" in text
     assert (out.parent / "findings" / "curves_sst2.png").stat().st_size > 10_000
+    # Enough epochs: a row per SST-2 method (LoRA at 5e-4 with them), each trained the template's 2 epochs.
+    epochs = text[text.index("## Enough epochs?"):text.index("## Learning curves")].splitlines()
+    assert epochs[2].startswith("Validation accuracy has stopped rising where the last epoch added at most 0.5 points")
+    assert epochs[4] == "**SST-2**" and [row.split(" | ")[:2] for row in epochs[8:12]] == [
+        ["| full", "2"], ["| lora", "2"], ["| prefix", "2"], ["| lora (lr 5e-4)", "2"]]
     assert text.startswith("# Findings") and "Generated " in text.splitlines()[2]
     headline = ("Verdicts so far: C1 confirmed; C2 confirmed; C3 confirmed; C4 reversed; C5 not confirmed (8 of 16 "
                 "measurements made; 8 await their sweeps).")
@@ -138,3 +143,41 @@ def test_alike_verdicts(low, high, margin, expected):
     (0.0, 0.3, "points", verdicts.NOT_CONFIRMED)])
 def test_directional_verdicts_for_a_claimed_decrease(low, high, unit, expected):
     assert verdicts.directional(Interval(0.0, low, high, unit), -1) == expected
+
+
+def run_with_curve(curve: list[float], epochs: float = 3.0) -> dict:
+    """A run evaluated twice an epoch, with these validation accuracies."""
+    history = [{"epoch": round(0.5 * (i + 1) + (0.0041 if i % 2 == 0 else 0), 4), "val_accuracy": accuracy}
+               for i, accuracy in enumerate(curve)]
+    return {"train_info": {"epochs": epochs, "history": history + [{"epoch": epochs, "train_loss": 0.1}]}}
+
+
+def test_enough_epochs_says_where_validation_accuracy_peaked_and_whether_it_still_rose():
+    from ftbench.convergence import best_epoch, epochs_table, last_epoch_gain_points
+
+    late = run_with_curve([0.6, 0.7, 0.75, 0.80, 0.79, 0.81])  # the last epoch added 0.81 - 0.80
+    early = run_with_curve([0.6, 0.7, 0.75, 0.82, 0.79, 0.80])  # peaked at epoch 2, then fell 2 points
+    middle = run_with_curve([0.6, 0.7, 0.75, 0.80, 0.82, 0.81])  # peaked at epoch 2.5041, shown as 2.5
+    assert best_epoch(late) == 3.0 and best_epoch(early) == 2.0
+    assert last_epoch_gain_points(late) == pytest.approx(1.0) and last_epoch_gain_points(early) == pytest.approx(-2.0)
+    rising = run_with_curve([0.6, 0.7, 0.75, 0.80, 0.80, 0.808])
+    one_epoch = run_with_curve([0.6, 0.7], epochs=1.0)
+    assert last_epoch_gain_points(one_epoch) is None
+    table = epochs_table({"full": [late, early, middle], "lora": [late, rising], "prefix": [one_epoch]})
+    assert table[2:] == ["| full | 3 | 3, 2, 2.5 | +0.00 | stopped rising |",
+                         "| lora | 3 | 3, 3 | +0.90 | **still rising**: more epochs may help |",
+                         "| prefix | 1 | 1 | – | too short to tell |", ""]
+
+
+def test_every_method_counts_for_c7_under_its_label_with_two_seeds_each():
+    from ftbench.claims import template_claim
+    from ftbench.registry import method_names
+
+    def run(method: str) -> dict:
+        return {"run_info": {"method": method}, "train_info": {"test": {"f1_macro": 0.5}, "history": [{"step": 1}]}}
+
+    groups = {("mlm+full" if m == "continued_pretraining" else m): [run(m), run(m)] for m in method_names()}
+    row = template_claim(groups)["rows"][0]
+    assert row["verdict"] == "confirmed" and row["measured"].startswith("15 of 15 methods with 2 or more seeds")
+    groups["mlm+full"] = groups["mlm+full"][:1]
+    assert template_claim(groups)["rows"][0]["verdict"] == "not measured yet"

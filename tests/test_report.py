@@ -265,3 +265,18 @@ def test_environment_names_the_device_and_the_processor_the_runner_recorded(swee
         path.write_text(json.dumps(data))
     text = Path(report.write_report(str(root))).read_text()
     assert f"Environment: cuda (NVIDIA H200, {meta['cpu']}), {versions} [6 runs]." in text.splitlines()
+
+
+def test_runs_no_better_than_the_majority_class_are_named():
+    from ftbench.report_tables import runs_that_learned_nothing
+
+    def run(seed: int, accuracy: float) -> dict:
+        baseline = {"label": "neutral", "accuracy": 0.593, "f1_macro": 0.2482}
+        return {"run_info": {"seed": seed}, "train_info": {"test": {"accuracy": accuracy,
+                                                                     "majority_baseline": baseline}}}
+
+    groups = {"dora": [run(1, 0.7872), run(2, 0.593)], "lora": [run(1, 0.5929), run(2, 0.5931)]}
+    assert runs_that_learned_nothing(groups) == [
+        "Runs that learned nothing (test accuracy at or below always predicting 'neutral', 0.5930): dora seed 2 "
+        "(0.5930); lora seed 1 (0.5929).", ""]
+    assert runs_that_learned_nothing({"dora": [run(1, 0.7872)]}) == []

@@ -151,7 +151,8 @@ def test_saved_model_is_what_inference_needs(trained_runs):
     log = open(os.path.join(trained_runs["lora"], "training_log.txt")).read().splitlines()
     assert log[0].startswith("run ") and "trainable parameters 2,147" in log[1]
     assert sum(1 for line in log if line.strip().split(" ")[0] in {"5", "10", "15", "20"}) == 4
-    assert log[-1].startswith("results: ") and log[-2].startswith("wall time ") and "test accuracy" in log[-3]
+    ending = [line for line in log if not line.startswith("note: other processes")]  # only on a busy machine
+    assert ending[-1].startswith("results: ") and ending[-2].startswith("wall time ") and "test accuracy" in ending[-3]
 
 
 @needs_shared_data

@@ -1,0 +1,61 @@
+"""Did the runs train long enough? Where each run's validation accuracy peaked and what its last epoch added, so that
+the findings say, per method, whether the sweep's epochs let validation accuracy stop rising (the curves show it too).
+
+The rule, stated once (RULE): a method's validation accuracy has stopped rising when its last epoch added at most
+NO_EFFECT["points"] points on average over the seeds: the last evaluation's validation accuracy minus the best one
+at least an epoch before it. Above that, more epochs may still help.
+
+    last_epoch_gain_points(run)       # +0.8: the last epoch added 0.8 points of validation accuracy
+    epochs_table(groups)              # a Markdown table, a row per method
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ftbench.verdicts import NO_EFFECT
+
+EPOCH_TOLERANCE = 1e-3  # history epochs are rounded to 4 decimals
+RULE = (f"Validation accuracy has stopped rising where the last epoch added at most {NO_EFFECT['points']:g} points "
+        "on average over the seeds (its last evaluation minus the best one at least an epoch before it).")
+
+
+def validation_points(run: dict) -> list[tuple[float, float]]:
+    """(epoch, validation accuracy) of each evaluation of the run, in order."""
+    return [(entry["epoch"], entry["val_accuracy"]) for entry in run["train_info"]["history"]
+            if entry.get("val_accuracy") is not None]
+
+
+def best_epoch(run: dict) -> float | None:
+    """The epoch of the first evaluation that reached the run's highest validation accuracy."""
+    points = validation_points(run)
+    return max(points, key=lambda point: (point[1], -point[0]))[0] if points else None
+
+
+def last_epoch_gain_points(run: dict) -> float | None:
+    """The last evaluation's validation accuracy minus the best one at least an epoch earlier, in points; None for a
+    run of one epoch or less (nothing to compare with)."""
+    points = validation_points(run)
+    if not points:
+        return None
+    last_epoch, last_accuracy = points[-1]
+    earlier = [accuracy for epoch, accuracy in points if epoch <= last_epoch - 1 + EPOCH_TOLERANCE]
+    return 100 * (last_accuracy - max(earlier)) if earlier else None
+
+
+def epochs_row(label: str, runs: list[dict]) -> str:
+    gains = [gain for gain in map(last_epoch_gain_points, runs) if gain is not None]
+    bests = ", ".join(f"{round(best_epoch(run), 1):g}" for run in runs if best_epoch(run) is not None) or "–"
+    if not gains:
+        return f"| {label} | {runs[0]['train_info']['epochs']:g} | {bests} | – | too short to tell |"
+    mean = float(np.mean(gains))
+    state = "**still rising**: more epochs may help" if mean > NO_EFFECT["points"] else "stopped rising"
+    return f"| {label} | {runs[0]['train_info']['epochs']:g} | {bests} | {mean:+.2f} | {state} |"
+
+
+def epochs_table(groups: dict) -> list[str]:
+    """{method label: runs} -> a Markdown table: epochs, where validation accuracy peaked, what the last epoch
+    added, and whether it stopped rising (RULE)."""
+    lines = ["| Method | Epochs | Epoch of best validation accuracy (per seed) | Last epoch's gain (points, mean) "
+             "| Validation accuracy |", "|---|---|---|---|---|"]
+    return lines + [epochs_row(label, runs) for label, runs in groups.items()] + [""]
