@@ -312,10 +312,11 @@ def execute(sweep: Sweep, launch: LaunchSettings | None = None, dry_run: bool = 
             run_optuna_searches(sweep, runs, progress, choices["optuna_search"], save, launcher)
         run_batch(searches, sweep, choices, launcher, progress, records, save)
         if sweep.lr_search:  # past the grid's edge (ftbench/lr_search.py); an earlier invocation's steps are skipped
-            search_more(earlier_steps(group_cells(runs), searches, sweep))
-            while search_more(edge_steps(group_cells(runs), searches, sweep)):
+            firsts = group_cells(runs)
+            search_more(earlier_steps(firsts, searches, sweep))
+            while search_more(edge_steps(firsts, searches, sweep)):
                 pass
-            choices["lr_search"] = search_results(group_cells(runs), searches, sweep)
+            choices["lr_search"] = search_results(firsts, searches, sweep)
         supersede_runs_at_other_rates(runs, sweep, {group: choice["chosen_learning_rate"]
                                                     for group, choice in choices["lr_search"].items()})
         run_batch(runs, sweep, choices, launcher, progress, records, save)

@@ -44,13 +44,14 @@ def last_epoch_gain_points(run: dict) -> float | None:
 
 
 def epochs_row(label: str, runs: list[dict]) -> str:
+    bests = ", ".join(f"{round(epoch, 1):g}" for epoch in map(best_epoch, runs) if epoch is not None) or "–"
     gains = [gain for gain in map(last_epoch_gain_points, runs) if gain is not None]
-    bests = ", ".join(f"{round(best_epoch(run), 1):g}" for run in runs if best_epoch(run) is not None) or "–"
-    if not gains:
-        return f"| {label} | {runs[0]['train_info']['epochs']:g} | {bests} | – | too short to tell |"
-    mean = float(np.mean(gains))
-    state = "**still rising**: more epochs may help" if mean > NO_EFFECT["points"] else "stopped rising"
-    return f"| {label} | {runs[0]['train_info']['epochs']:g} | {bests} | {mean:+.2f} | {state} |"
+    gain, state = "–", "too short to tell"
+    if gains:
+        mean = float(np.mean(gains))
+        gain = f"{mean:+.2f}"
+        state = "**still rising**: more epochs may help" if mean > NO_EFFECT["points"] else "stopped rising"
+    return f"| {label} | {runs[0]['train_info']['epochs']:g} | {bests} | {gain} | {state} |"
 
 
 def epochs_table(groups: dict) -> list[str]:

@@ -128,6 +128,15 @@ def claim_sections(results: list[dict]) -> list[str]:
     return lines
 
 
+def curve_sweeps(sweeps: dict) -> list[tuple[str, str, dict]]:
+    """(key, title, groups) of each data set with runs: SST-2 (LoRA at the documents' rate with it), Financial
+    PhraseBank, IMDb; what the learning curves and the epochs check are shown for."""
+    data_sets = (("sst2", "SST-2", sst2_groups(sweeps)),
+                 ("phrasebank", "Financial PhraseBank", sweeps["phrasebank"].groups),
+                 ("imdb", "IMDb, 256 tokens", sweeps["imdb"].groups))
+    return [(key, title, groups) for key, title, groups in data_sets if groups]
+
+
 def charts(sweeps: dict, out_dir: str) -> tuple[list[str], dict]:
     """The learning curves of each sweep (epochs on the x axis, so that where validation accuracy stops rising
     shows) and the accuracy-against-cost chart of the every-method sweep; ({path: figure}, Markdown)."""
@@ -135,12 +144,7 @@ def charts(sweeps: dict, out_dir: str) -> tuple[list[str], dict]:
     from ftbench.comparison_charts import curves_chart, pareto_chart
 
     figures, lines = {}, []
-    sst2 = sst2_groups(sweeps)
-    for key, groups, title in (("sst2", sst2, "SST-2"), ("phrasebank", sweeps["phrasebank"].groups,
-                                                          "Financial PhraseBank"),
-                               ("imdb", sweeps["imdb"].groups, "IMDb, 256 tokens")):
-        if not groups:
-            continue
+    for key, title, groups in curve_sweeps(sweeps):
         colours = label_colours(list(groups))
         name = f"{CHARTS_DIR}/curves_{key}.png"
         figures[os.path.join(out_dir, name)] = curves_chart(groups, colours, f"{title}, MiniLM")
@@ -157,9 +161,8 @@ def charts(sweeps: dict, out_dir: str) -> tuple[list[str], dict]:
 def enough_epochs(sweeps: dict) -> list[str]:
     """Per sweep, whether each method's validation accuracy stopped rising within its epochs (ftbench.convergence)."""
     lines = []
-    for title, groups in (("SST-2", sst2_groups(sweeps)), ("Financial PhraseBank", sweeps["phrasebank"].groups),
-                          ("IMDb, 256 tokens", sweeps["imdb"].groups)):
-        lines += [f"**{title}**", ""] + epochs_table(groups) if groups else []
+    for _, title, groups in curve_sweeps(sweeps):
+        lines += [f"**{title}**", ""] + epochs_table(groups)
     return [EPOCHS_RULE, ""] + lines if lines else ["Not measured yet.", ""]
 
 
