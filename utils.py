@@ -138,8 +138,17 @@ def load_splits(args: DataArguments) -> Splits:
         "label_spellings_mapped": spellings,
         "duplicates": duplicates,
         "overlap": overlap,
+        "words_per_text": {split: words_per_text(getattr(splits, split)[0]) for split in SPLIT_NAMES},
     }
     return splits
+
+
+def words_per_text(texts: list[str]) -> dict:
+    """Mean, median and 95th percentile of the texts' lengths in whitespace-separated words: how alike the splits
+    are (SST-2's training file is mostly phrases, its test set whole sentences), and a guide to --max_seq_length."""
+    words = np.array([len(text.split()) for text in texts])
+    return {statistic: round(float(value), 1) for statistic, value in
+            (("mean", words.mean()), ("median", np.median(words)), ("p95", np.percentile(words, 95)))}
 
 
 def tokenize_splits(splits: Splits, tokenizer, max_seq_length: int, padding: str = "longest"):
@@ -168,7 +177,7 @@ def _main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for key in ("dataset", "source", "split_method", "loaded_sizes", "split_sizes", "label_names", "label_counts",
-                "cleaning", "label_spellings_mapped", "duplicates", "overlap"):
+                "cleaning", "label_spellings_mapped", "duplicates", "overlap", "words_per_text"):
         print(f"{key}: {splits.info[key]}")
     print("example:", splits.train[0][0][:200], "->", splits.label_names[splits.train[1][0]])
     return 0

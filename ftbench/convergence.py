@@ -3,7 +3,8 @@ the findings say, per method, whether the sweep's epochs let validation accuracy
 
 The rule, stated once (RULE): a method's validation accuracy has stopped rising when its last epoch added at most
 NO_EFFECT["points"] points on average over the seeds: the last evaluation's validation accuracy minus the best one
-at least an epoch before it. Above that, more epochs may still help.
+at least an epoch before it. Above that, more epochs may still help. Runs that learned nothing (test accuracy at or
+below the majority class) are left out of the mean, and counted.
 
     last_epoch_gain_points(run)       # +0.8: the last epoch added 0.8 points of validation accuracy
     epochs_table(groups)              # a Markdown table, a row per method
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ftbench.run_store import learned_nothing
 from ftbench.verdicts import NO_EFFECT
 
 EPOCH_TOLERANCE = 1e-3  # history epochs are rounded to 4 decimals
 RULE = (f"Validation accuracy has stopped rising where the last epoch added at most {NO_EFFECT['points']:g} points "
-        "on average over the seeds (its last evaluation minus the best one at least an epoch before it).")
+        "on average over the seeds (its last evaluation minus the best one at least an epoch before it); runs that "
+        "learned nothing are left out of the mean.")
 
 
 def validation_points(run: dict) -> list[tuple[float, float]]:
@@ -45,12 +48,16 @@ def last_epoch_gain_points(run: dict) -> float | None:
 
 def epochs_row(label: str, runs: list[dict]) -> str:
     bests = ", ".join(f"{round(epoch, 1):g}" for epoch in map(best_epoch, runs) if epoch is not None) or "–"
-    gains = [gain for gain in map(last_epoch_gain_points, runs) if gain is not None]
-    gain, state = "–", "too short to tell"
+    # A run that learned nothing stays flat at the majority class: not a sign that training had run its course.
+    learning = [run for run in runs if not learned_nothing(run)]
+    gains = [gain for gain in map(last_epoch_gain_points, learning) if gain is not None]
+    gain, state = "–", "too short to tell" if learning else "no run learned anything"
     if gains:
         mean = float(np.mean(gains))
         gain = f"{mean:+.2f}"
         state = "**still rising**: more epochs may help" if mean > NO_EFFECT["points"] else "stopped rising"
+    if len(learning) < len(runs):
+        gain += f" ({len(runs) - len(learning)} of {len(runs)} runs learned nothing, left out)"
     return f"| {label} | {runs[0]['train_info']['epochs']:g} | {bests} | {gain} | {state} |"
 
 

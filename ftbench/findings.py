@@ -14,6 +14,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ftbench.claims import claims, sst2_groups, sweep_command
 from ftbench.convergence import RULE as EPOCHS_RULE
 from ftbench.convergence import epochs_table
@@ -23,6 +25,7 @@ from ftbench.recommend import recommendation_lines
 from ftbench.report_tables import memory_kind_of, section_tables
 from ftbench.run_groups import group_runs
 from ftbench.run_store import load_runs, train_time, write_text_atomic
+from ftbench.search_space import options
 from ftbench.sweep_presets import PRESETS
 from ftbench.verdicts import NOT_MEASURED, RULES
 
@@ -158,11 +161,42 @@ def charts(sweeps: dict, out_dir: str) -> tuple[list[str], dict]:
     return lines, figures
 
 
+def data_command(run: dict) -> str:
+    """The command that prints the run's splits (utils.py with the run's data options away from their defaults)."""
+    from config import DataArguments
+
+    defaults = DataArguments()
+    given = {name: value for name, value in run["run_info"]["config"]["data"].items()
+             if hasattr(defaults, name) and value != getattr(defaults, name)}
+    return " ".join(["python utils.py", *options(given)])
+
+
+def validation_against_test(groups: dict) -> str:
+    """How far the runs' best validation accuracy lay from their test accuracy, and how each split was made: where
+    validation is carved from a training file unlike the test set (SST-2's phrases), the two part."""
+    runs = [run for runs in groups.values() for run in runs]
+    validation = float(np.mean([run["train_info"]["best_val"]["val_accuracy"] for run in runs]))
+    test = float(np.mean([run["train_info"]["test"]["accuracy"] for run in runs]))
+    data = runs[0]["run_info"]["data"]
+    how, test_source = data["split_method"], data["source"].get("test_split")
+    counted = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+    text = (f"Over the {counted}, the best validation accuracy averaged {validation:.4f} and test accuracy "
+            f"{test:.4f} (validation minus test: {100 * (validation - test):+.2f} points). Validation: "
+            f"{how['validation']}; test: {how['test']}{f', {test_source}' if test_source else ''}. The rates were "
+            "chosen, and the checkpoints selected, on validation; the tables report test.")
+    words = data.get("words_per_text")
+    if words:
+        return text + (f" Texts average {words['validation']['mean']:g} words in validation and "
+                       f"{words['test']['mean']:g} in test.")
+    return text + f" The splits' text lengths: `{data_command(runs[0])}`."
+
+
 def enough_epochs(sweeps: dict) -> list[str]:
-    """Per sweep, whether each method's validation accuracy stopped rising within its epochs (ftbench.convergence)."""
+    """Per sweep, whether each method's validation accuracy stopped rising within its epochs (ftbench.convergence),
+    and how validation accuracy compared with test accuracy."""
     lines = []
     for _, title, groups in curve_sweeps(sweeps):
-        lines += [f"**{title}**", ""] + epochs_table(groups)
+        lines += [f"**{title}**", ""] + epochs_table(groups) + [validation_against_test(groups), ""]
     return [EPOCHS_RULE, ""] + lines if lines else ["Not measured yet.", ""]
 
 

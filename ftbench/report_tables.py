@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from ftbench.paired import CONFIDENCE, compare_pairs
 from ftbench.recommend import recommendation_lines
-from ftbench.run_store import peak_memory
+from ftbench.run_store import learned_nothing, peak_memory
 
 
 def mean_std(summary: dict, spec: str) -> str:
@@ -97,15 +97,12 @@ def section_tables(groups: dict, summaries: dict, reference: str | None, n_resam
 def runs_that_learned_nothing(groups: dict) -> list[str]:
     """A line naming the runs whose test accuracy is at or below always predicting the training set's most common
     label (a learning rate too high for that seed, say): they inflate their method's spread, and say why."""
-    found, baseline = [], None
-    for label, runs in groups.items():
-        for run in runs:
-            test = run["train_info"]["test"]
-            if test.get("majority_baseline") and test["accuracy"] <= test["majority_baseline"]["accuracy"]:
-                baseline = test["majority_baseline"]
-                found.append(f"{label} seed {run['run_info']['seed']} ({test['accuracy']:.4f})")
+    found = [(label, run) for label, runs in groups.items() for run in runs if learned_nothing(run)]
     if not found:
         return []
+    baseline = found[0][1]["train_info"]["test"]["majority_baseline"]
+    found = [f"{label} seed {run['run_info']['seed']} ({run['train_info']['test']['accuracy']:.4f})"
+             for label, run in found]
     return [f"Runs that learned nothing (test accuracy at or below always predicting '{baseline['label']}', "
             f"{baseline['accuracy']:.4f}): {'; '.join(found)}.", ""]
 

@@ -389,6 +389,12 @@ def train_time(run: dict) -> float | None:
     return fine_tune + pre if pre is not None and fine_tune is not None else fine_tune
 
 
+def learned_nothing(run: dict) -> bool:
+    """Whether the run's test accuracy is at or below always predicting the training set's most common label."""
+    test = run["train_info"]["test"]
+    return bool(test.get("majority_baseline")) and test["accuracy"] <= test["majority_baseline"]["accuracy"]
+
+
 def hardware(run: dict) -> str:
     meta = run.get("meta_info") or {}
     return str(meta.get("device_name") or meta.get("device") or peak_memory(run)[1])

@@ -10,7 +10,7 @@ from conftest import SHARED_DATA, needs_shared_data
 from ftbench.dataset_loaders import LOADERS
 from ftbench.dedup import text_key
 from ftbench.metrics import classification_metrics
-from utils import DataError, load_splits
+from utils import DataError, load_splits, words_per_text
 
 
 def test_every_dataset_the_options_offer_has_a_loader_and_no_other():
@@ -47,6 +47,12 @@ def test_tweets_offline_default():
     assert len(info["source"]["sha256"]) == 64
 
 
+def test_words_per_text_counts_whitespace_separated_words():
+    # 2, 2, 4, 24 words: mean 8, median 3, 95th percentile 4 + 0.85 * 20 (linear between the two largest), to 0.1
+    texts = ["two words", " two\twords ", "four  words at last", " ".join(["w"] * 24)]
+    assert words_per_text(texts) == {"mean": 8.0, "median": 3.0, "p95": 21.0}
+
+
 def test_splits_are_fixed_by_split_seed_alone():
     a = load_splits(data(max_train_samples=50, max_eval_samples=20))
     b = load_splits(data(max_train_samples=50, max_eval_samples=20))
@@ -68,6 +74,10 @@ def test_sst2_from_folder_reports_on_dev():
     assert splits.info["overlap"]["between_loaded_splits"] == {"train_test": 0}
     assert splits.info["label_counts"]["test"] == [428, 444]  # GLUE dev
     assert splits.info["split_method"]["validation"].startswith("stratified 10% of train")
+    # the training file is mostly phrases, dev whole sentences: validation (carved from train) is not like the test
+    words = splits.info["words_per_text"]
+    assert words["validation"] == {"mean": 9.6, "median": 7.0, "p95": 26.0}
+    assert words["test"] == {"mean": 19.5, "median": 19.0, "p95": 34.4}
     assert splits.label_names == ["negative", "positive"]
     assert_disjoint(splits)  # repeats are dropped before validation is carved out of train
     # the dataset's own folder works as well as the parent folder
