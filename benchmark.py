@@ -343,6 +343,8 @@ def run_batch(cells: list[Cell], sweep: Sweep, choices: dict, launcher, progress
         else:
             progress.skip(cell, done)
             records[cell.cell_id] = _cell_record(cell, "completed", done, None, chosen_options(cell, choices))
+    if len(pending) < len(cells):
+        save("running")  # benchmark.json lists the cells completed before now, not once the next cell has ended
     lock = threading.Lock()  # the launcher reports from its worker threads
 
     def started(index: int) -> None:

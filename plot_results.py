@@ -110,6 +110,7 @@ def learning_curves(runs, labels, colours):
     """Training loss, validation loss and validation accuracy against epochs (of the fine-tuning phase), one line
     per run in its method label's colour and marker; the legend sits below the panels, outside them."""
     from ftbench.chart_style import LINE_STYLES, method_markers, plt
+    from ftbench.convergence import validation_points
 
     markers = method_markers(runs)
     longest = max(len(label) for label in labels)
@@ -132,7 +133,7 @@ def learning_curves(runs, labels, colours):
         train = logged if len(logged) >= len(between) else between
         for axis, points in zip(axes, (train,
                                        [(e["epoch"], e["val_loss"]) for e in history],
-                                       [(e["epoch"], e["val_accuracy"]) for e in history])):
+                                       validation_points(run))):
             points = [(x, y) for x, y in points if y is not None]
             if points:
                 handles.setdefault(label, axis.plot(*zip(*points), **style)[0])

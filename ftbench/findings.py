@@ -20,7 +20,7 @@ from ftbench.claims import claims, sst2_groups, sweep_command
 from ftbench.convergence import RULE as EPOCHS_RULE
 from ftbench.convergence import epochs_table
 from ftbench.docs_tables import generated_line
-from ftbench.paired import group_summary
+from ftbench.paired import METRICS, group_summary
 from ftbench.recommend import recommendation_lines
 from ftbench.report_tables import memory_kind_of, section_tables
 from ftbench.run_groups import group_runs
@@ -53,6 +53,7 @@ class LoadedSweep:
     folder: str
     runs: list = field(default_factory=list)  # completed runs
     groups: dict = field(default_factory=dict)  # {method label: runs sorted by seed}
+    summaries: dict = field(default_factory=dict)  # {method label: paired.group_summary of its runs}
     manifest: dict | None = None  # benchmark.json
 
 
@@ -63,6 +64,7 @@ def load_sweep(spec: FindingsSweep, sweeps_dir: str) -> LoadedSweep:
         loaded.runs = [r for r in load_runs(folder) if r["run_info"].get("status") == "completed"]
         grouped, _ = group_runs(loaded.runs)
         loaded.groups = {label: runs for (_, _, label), runs in sorted(grouped.items())}
+        loaded.summaries = {label: group_summary(runs) for label, runs in loaded.groups.items()}
     manifest = os.path.join(folder, "benchmark.json")
     if os.path.isfile(manifest):
         with open(manifest, encoding="utf-8") as handle:
@@ -153,9 +155,8 @@ def charts(sweeps: dict, out_dir: str) -> tuple[list[str], dict]:
         figures[os.path.join(out_dir, name)] = curves_chart(groups, colours, f"{title}, MiniLM")
         lines += [f"![learning curves, {title}]({name})", ""]
         if key == "phrasebank":
-            summaries = {label: group_summary(runs) for label, runs in groups.items()}
             name = f"{CHARTS_DIR}/pareto_{key}.png"
-            figures[os.path.join(out_dir, name)] = pareto_chart(summaries, colours, f"{title}, MiniLM",
+            figures[os.path.join(out_dir, name)] = pareto_chart(sweeps[key].summaries, colours, f"{title}, MiniLM",
                                                                 memory_kind_of(groups))
             lines += [f"![accuracy against cost, {title}]({name})", ""]
     return lines, figures
@@ -175,8 +176,8 @@ def validation_against_test(groups: dict) -> str:
     """How far the runs' best validation accuracy lay from their test accuracy, and how each split was made: where
     validation is carved from a training file unlike the test set (SST-2's phrases), the two part."""
     runs = [run for runs in groups.values() for run in runs]
-    validation = float(np.mean([run["train_info"]["best_val"]["val_accuracy"] for run in runs]))
-    test = float(np.mean([run["train_info"]["test"]["accuracy"] for run in runs]))
+    validation, test = (float(np.mean([METRICS[name][1](run) for run in runs]))
+                        for name in ("best_val_accuracy", "test_accuracy"))
     data = runs[0]["run_info"]["data"]
     how, test_source = data["split_method"], data["source"].get("test_split")
     counted = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
@@ -205,9 +206,8 @@ def what_to_use(sweeps: dict) -> list[str]:
     for key in ("phrasebank", "sst2"):
         groups = sweeps[key].groups
         if len(groups) >= 2:
-            summaries = {label: group_summary(runs) for label, runs in groups.items()}
             lines += [f"**{sweeps[key].spec.title}** ({len(groups)} methods)", ""]
-            lines += recommendation_lines(summaries, memory_kind_of(groups))
+            lines += recommendation_lines(sweeps[key].summaries, memory_kind_of(groups))
     return lines or ["Not measured yet: run the findings_phrasebank sweep.", ""]
 
 
@@ -228,9 +228,9 @@ def findings_document(sweeps_dir: str, out_path: str, n_resamples: int, command:
     lines += ["## Verdicts", ""] + claims_table(results) + ["## What to use under a limit", ""] + what_to_use(sweeps)
     lines += ["## The claims one by one", ""] + claim_sections(results)
     if phrasebank:
-        summaries = {label: group_summary(runs) for label, runs in phrasebank.items()}
         lines += ["## Every method on Financial PhraseBank (C7's table)", ""]
-        lines += section_tables(phrasebank, summaries, "full", n_resamples, lambda level, text: f"**{text}**")
+        lines += section_tables(phrasebank, sweeps["phrasebank"].summaries, "full", n_resamples,
+                                lambda level, text: f"**{text}**")
     lines += ["## Enough epochs?", ""] + enough_epochs(sweeps) + ["## Learning curves", ""] + chart_lines
     train_hours = sum(train_time(r) or 0 for r in every_run) / 3600
     lines += [f"{len(every_run)} completed runs, {train_hours:.1f} hours of training time in all.", ""]

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 import benchmark  # noqa: E402
 from ftbench.lr_search import choose_learning_rate, next_search_rate  # noqa: E402
+from ftbench.sweep_progress import Progress  # noqa: E402
 
 # Small enough to take seconds, long enough (60 steps, 3 evaluations) for a kill to land mid-training.
 TINY_RUN = ("--max_train_samples 640 --max_eval_samples 64 --max_steps 60 --per_device_train_batch_size 16 "
@@ -143,6 +144,7 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     assert before[first] == [(before[first][0][0], "completed")]
     assert [status for _, status in before[killed]] == ["interrupted"]
     assert set(before) == {first, killed}
+    assert pending_cells_see(command, [first, killed]) == ([killed], {first: "completed"})
 
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -174,6 +176,26 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     refused = subprocess.run(command[:-1] + [TINY_RUN + " --weight_decay 0"], capture_output=True, text=True,
                              cwd=ROOT, timeout=120)
     assert refused.returncode == 2 and "holds a sweep with other settings (differing: run_args)" in refused.stderr
+
+
+def pending_cells_see(command: list[str], cell_ids: list[str]) -> tuple[list[str], dict]:
+    """The cells benchmark.run_batch hands its launcher, and the cells benchmark.json lists as those start: the cells
+    completed before are there already, not only once the next cell has ended."""
+    args, _, file_method_args = benchmark.parse_benchmark_args(command[2:])
+    sweep = benchmark.resolve(args, file_method_args)
+    cells = [cell for cell in benchmark.run_cells(sweep) if cell.cell_id in cell_ids]
+    records, manifest, handed = {}, {}, []
+
+    class Launcher:  # runs nothing: notes what it was given, and what the manifest said then
+        def run(self, jobs, started, finished):
+            handed.extend(job.cell.cell_id for job in jobs)
+
+    def save(state: str) -> None:
+        manifest.update({cell_id: record["status"] for cell_id, record in records.items()})
+
+    benchmark.run_batch(cells, sweep, {"lr_search": {}, "optuna_search": {}}, Launcher(), Progress(len(cells)),
+                        records, save)
+    return handed, manifest
 
 
 def check_search_and_runs(sweep: Path, replay: bool = True) -> dict:
