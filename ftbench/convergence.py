@@ -8,6 +8,7 @@ below the majority class) are left out of the mean, and counted.
 
     last_epoch_gain_points(run)       # +0.8: the last epoch added 0.8 points of validation accuracy
     epochs_table(groups)              # a Markdown table, a row per method
+    schedule_note(runs)               # what a flattening curve shows under a rate that decays to zero
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from ftbench.run_store import learned_nothing
 from ftbench.verdicts import NO_EFFECT
 
+DECAYING_SCHEDULES = ("linear", "cosine")  # config.TrainingArguments.lr_scheduler_type's that end at zero
 EPOCH_TOLERANCE = 1e-3  # history epochs are rounded to 4 decimals
 RULE = (f"Validation accuracy has stopped rising where the last epoch added at most {NO_EFFECT['points']:g} points "
         "on average over the seeds (its last evaluation minus the best one at least an epoch before it); runs that "
@@ -44,6 +46,19 @@ def last_epoch_gain_points(run: dict) -> float | None:
     last_epoch, last_accuracy = points[-1]
     earlier = [accuracy for epoch, accuracy in points if epoch <= last_epoch - 1 + EPOCH_TOLERANCE]
     return 100 * (last_accuracy - max(earlier)) if earlier else None
+
+
+def schedule_note(runs: list[dict]) -> str | None:
+    """Where the runs' learning rate decays to zero over their epochs, a sentence on what a flattening curve then
+    shows; None where any run kept a constant rate (its curve flattens for the data's sake alone)."""
+    schedules = sorted({(r["run_info"]["config"]["training"].get("lr_scheduler_type"),
+                         r["run_info"]["config"]["training"].get("warmup_ratio")) for r in runs})
+    if not schedules or any(kind not in DECAYING_SCHEDULES for kind, _ in schedules):
+        return None
+    named = ", ".join(f"{kind} after a warm-up of {100 * (warmup or 0):g}% of the steps" for kind, warmup in schedules)
+    return (f"The runs' learning rate decays to zero over their epochs ({named}), so their last epochs train at "
+            "small rates: a curve that flattens there may show the schedule ending rather than the model having "
+            "learned what it can. Whether more epochs help is told by a longer run of the same method.")
 
 
 def epochs_row(label: str, runs: list[dict]) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ftbench.claims import claims, sst2_groups, sweep_command
 from ftbench.convergence import RULE as EPOCHS_RULE
-from ftbench.convergence import epochs_table
+from ftbench.convergence import epochs_table, schedule_note
 from ftbench.docs_tables import generated_line
 from ftbench.paired import METRICS, group_summary
 from ftbench.recommend import recommendation_lines
@@ -95,9 +95,25 @@ def sweeps_table(sweeps: dict) -> list[str]:
              if choice.get("at_edge")]
     lines += ["", "Rates chosen at the edge of what their search tried, even after its steps past the grid (the best "
                   "rate may lie further out): " + ", ".join(edges) + "."] if edges else []
+    lines += search_budgets(sweeps)
     return lines + ["", "Wall time: the cells' own, learning-rate search included, from each sweep's benchmark.json: a "
                     "cell's process time where the last invocation ran it, else its run's recorded wall_time_s (for a "
                     "resumed run, its last process only). A sweep resumes where it stopped: re-run its command.", ""]
+
+
+def search_budgets(sweeps: dict) -> list[str]:
+    """How each sweep's learning-rate search trained (from its benchmark.json), against its runs' epochs: a rate that
+    wins a short search may be too high for a longer run."""
+    searched = []
+    for loaded in sweeps.values():
+        settings = (loaded.manifest or {}).get("settings") or {}
+        if settings.get("lr_search"):
+            searched.append(f"`{' '.join(settings['lr_search_args'])}` ({loaded.spec.title})")
+    if not searched:
+        return []
+    return ["", "The learning-rate searches trained one seed per method with their sweep's options and these on top: "
+            + "; ".join(searched) + ". The runs then train for their own epochs (under each claim, and in the epochs "
+            "tables) at the rate chosen: a rate that wins a short search may be too high for a longer run."]
 
 
 def headline(results: list[dict]) -> str:
@@ -195,10 +211,14 @@ def validation_against_test(groups: dict) -> str:
 def enough_epochs(sweeps: dict) -> list[str]:
     """Per sweep, whether each method's validation accuracy stopped rising within its epochs (ftbench.convergence),
     and how validation accuracy compared with test accuracy."""
-    lines = []
+    lines, runs = [], []
     for _, title, groups in curve_sweeps(sweeps):
         lines += [f"**{title}**", ""] + epochs_table(groups) + [validation_against_test(groups), ""]
-    return [EPOCHS_RULE, ""] + lines if lines else ["Not measured yet.", ""]
+        runs += [run for runs_of_method in groups.values() for run in runs_of_method]
+    if not lines:
+        return ["Not measured yet.", ""]
+    note = schedule_note(runs)
+    return [EPOCHS_RULE + (f" {note}" if note else ""), ""] + lines
 
 
 def what_to_use(sweeps: dict) -> list[str]:

@@ -56,7 +56,9 @@ def sweeps(trained_runs, tmp_path) -> Path:
                   epochs=4.0)
         write_run(sst2, template, "prefix", seed, [1] * 10 + [0] * 10, 700.0, 90.0, 0.10, 1e-2)
         write_run(doc_rate, template, "lora", seed, full, 600.0, 80.0, 0.30, 5e-4)
-    (sst2 / "benchmark.json").write_text(json.dumps({"cells": [
+    (sst2 / "benchmark.json").write_text(json.dumps({
+        "settings": {"lr_search": True, "lr_search_args": ["--max_train_samples", "20000", "--num_train_epochs", "1"]},
+        "cells": [
         {"cell_id": "full-sst2-minilm-seed1", "kind": "run", "status": "completed", "wall_time_s": 3600.0},
         {"cell_id": "lora-sst2-minilm-seed4", "kind": "run", "status": "failed", "wall_time_s": 1800.0}],
         "lr_search": {"prefix|sst2|minilm": {"chosen_learning_rate": 1e-2, "at_edge": True},
@@ -110,6 +112,9 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
             "lora-sst2-minilm-seed4 | 0 | 1.50 | full 5e-05; lora 0.003; prefix 0.01 |") in text
     assert ("Rates chosen at the edge of what their search tried, even after its steps past the grid (the best rate "
             "may lie further out): prefix (SST-2, complete, 0.01).") in text
+    assert ("The learning-rate searches trained one seed per method with their sweep's options and these on top: "
+            "`--max_train_samples 20000 --num_train_epochs 1` (SST-2, complete). The runs then train") in text
+    assert "a CPU budget: its preset's `--max_seq_length 256 --max_train_samples 5000" in text  # no IMDb runs yet
     # What to use: memory 600-620 (LoRA, as accurate as full) is the only choice on memory.
     assert "| peak memory (MiB, CPU RSS) | 610 | lora |" in text
     assert (out.parent / "findings" / "curves_sst2.png").stat().st_size > 10_000
@@ -182,6 +187,35 @@ def test_enough_epochs_says_where_validation_accuracy_peaked_and_whether_it_stil
                          "| qlora | 3 | 0.5, 0.5 | – (2 of 2 runs learned nothing, left out) | "
                          "no run learned anything |",
                          ""]
+
+
+def test_the_epochs_check_says_what_a_rate_decaying_to_zero_does_to_the_curves():
+    from ftbench.convergence import schedule_note
+
+    def run(schedule: str, warmup: float = 0.06) -> dict:
+        return {"run_info": {"config": {"training": {"lr_scheduler_type": schedule, "warmup_ratio": warmup}}}}
+
+    assert schedule_note([run("linear"), run("linear")]) == (
+        "The runs' learning rate decays to zero over their epochs (linear after a warm-up of 6% of the steps), so "
+        "their last epochs train at small rates: a curve that flattens there may show the schedule ending rather than "
+        "the model having learned what it can. Whether more epochs help is told by a longer run of the same method.")
+    assert "(cosine after a warm-up of 0% of the steps, linear after a warm-up of 6% of the steps)" in schedule_note(
+        [run("linear"), run("cosine", 0.0)])
+    # a rate that stays up: a flattening curve is the data's doing, nothing to add
+    assert schedule_note([run("linear"), run("constant_with_warmup")]) is None and schedule_note([]) is None
+
+
+def test_the_imdb_budget_is_read_from_its_runs_or_before_them_its_preset():
+    from ftbench.claims import imdb_budget
+    from ftbench.sweep_presets import PRESETS
+
+    data = {"split_sizes": {"train": 5000, "validation": 2000, "test": 2000},
+            "split_sizes_before_subsetting": {"train": 22500, "validation": 2500, "test": 25000}}
+    run = {"run_info": {"data": data, "config": {"data": {"max_seq_length": 256}}}, "train_info": {"epochs": 2.0}}
+    assert imdb_budget({"full": [run, run], "lora": [run]}) == (
+        "5,000 of the 22,500 training reviews for 2 epochs (full, lora), 2,000 of 2,500 for validation and 2,000 of "
+        "25,000 for test, at 256 tokens")
+    assert imdb_budget({}) == f"its preset's `{PRESETS['findings_imdb'].run_args}`"
 
 
 def test_validation_against_test_names_how_each_split_was_made():
