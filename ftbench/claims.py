@@ -5,10 +5,11 @@ details for its own section of docs/findings.md."""
 from __future__ import annotations
 
 from ftbench import verdicts
-from ftbench.machine_load import timing_conditions
+from ftbench.machine_load import timing_conditions, timing_setups
 from ftbench.paired import compare_pairs, figure_on_test, runs_by_seed
 from ftbench.report_tables import format_p, mcnemar_text, mean_std
-from ftbench.run_store import peak_memory, train_time
+from ftbench.run_groups import runs_in
+from ftbench.run_store import peak_memory, timing_setup, train_time
 from ftbench.sweep_presets import PRESETS
 from ftbench.verdicts import NOT_MEASURED, Interval
 
@@ -31,14 +32,22 @@ def accuracy_comparisons(groups: dict, reference: str, n_resamples: int) -> dict
     return results
 
 
-def seed_paired(runs: list[dict], reference: list[dict], value, relative: bool) -> tuple[Interval, int] | None:
-    """The per-seed differences value(run) - value(reference run of the same seed), in percent of the reference
-    where relative: their mean and 95% Student-t interval, and how many seeds; None under two seeds."""
+def seed_pairs(runs: list[dict], reference: list[dict], same_setup: bool) -> tuple[list[tuple], int]:
+    """(run, reference run) of each seed both have, and how many were left out because, where same_setup, the
+    two trained on different machines or precisions (their times and memory do not compare)."""
+    ours, theirs = runs_by_seed(runs), runs_by_seed(reference)
+    pairs = [(ours[seed], theirs[seed]) for seed in ours if seed in theirs]
+    kept = [(a, b) for a, b in pairs if not same_setup or timing_setup(a) == timing_setup(b)]
+    return kept, len(pairs) - len(kept)
+
+
+def seed_paired(pairs: list[tuple], value, relative: bool) -> tuple[Interval, int] | None:
+    """The per-seed differences value(run) - value(reference run), in percent of the reference where relative:
+    their mean and 95% Student-t interval, and how many seeds; None under two seeds."""
     from ftbench import stats
 
-    ours, theirs = runs_by_seed(runs), runs_by_seed(reference)
-    pairs = [(value(ours[s]), value(theirs[s])) for s in ours if s in theirs]
-    differences = [100 * (a - b) / b if relative else a - b for a, b in pairs if a is not None and b is not None]
+    values = [(value(a), value(b)) for a, b in pairs]
+    differences = [100 * (a - b) / b if relative else a - b for a, b in values if a is not None and b is not None]
     summary = stats.summarize(differences)
     if summary["n"] < 2:
         return None
@@ -88,7 +97,7 @@ def epochs_trained(groups: dict, labels: list[str]) -> str:
 def imdb_budget(groups: dict) -> str:
     """The reviews the IMDb sweep trained and tested on, from its runs' recorded split sizes (before any, its
     preset's options): '5,000 of the 22,500 training reviews for 2 epochs, ...'."""
-    runs = [run for runs in groups.values() for run in runs]
+    runs = runs_in(groups)
     if not runs:
         return f"its preset's `{PRESETS['findings_imdb'].run_args}`"
     data = runs[0]["run_info"]["data"]
@@ -118,16 +127,21 @@ def accuracy_row(what: str, label: str, reference: str, groups: dict, comparison
 
 
 def paired_row(what: str, runs: list | None, reference: list | None, value, relative: bool, claimed_sign: int,
-               spec: str) -> dict:
-    """A row of a claim on time, memory or the gap: per-seed paired differences."""
-    measured = seed_paired(runs, reference, value, relative) if runs and reference else None
+               spec: str, same_setup: bool = False) -> dict:
+    """A row of a claim on time, memory or the gap: per-seed paired differences; for time and memory
+    (same_setup), only of seeds whose two runs trained on the same machine in the same precision."""
+    pairs, left_out = seed_pairs(runs or [], reference or [], same_setup)
+    measured = seed_paired(pairs, value, relative)
+    apart = f"; {left_out} seed(s) left out, their runs trained on different machines or precisions" \
+        if left_out else ""
     if measured is None:
-        return {"what": what, "measured": "fewer than two seeds measured", "verdict": NOT_MEASURED, "detail": None}
+        return {"what": what, "measured": f"fewer than two seeds measured{apart}", "verdict": NOT_MEASURED,
+                "detail": None}
     interval, n = measured
     verdict = verdicts.directional(interval, claimed_sign)
     return {"what": what, "measured": interval.text(), "verdict": verdict,
             "detail": f"| {what} | {_mean_std(runs, value, spec)} | {_mean_std(reference, value, spec)} | "
-                      f"{interval.text()} | – | {n} seeds paired | {verdict} |"}
+                      f"{interval.text()} | – | {n} seeds paired{apart} | {verdict} |"}
 
 
 DETAIL_HEADER = ["| comparison | method (mean ± std) | reference (mean ± std) | difference [95% interval] | "
@@ -199,10 +213,11 @@ def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
     rows = []
     for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
         lora, full = groups.get("lora"), groups.get("full")
-        rows += [paired_row(f"{name}, LoRA vs full, peak memory", lora, full, _memory, True, -1, ",.0f"),
+        rows += [paired_row(f"{name}, LoRA vs full, peak memory", lora, full, _memory, True, -1, ",.0f", True),
                  paired_row(f"{name}, LoRA vs full, train time per epoch", lora, full, train_time_per_epoch, True,
-                            -1, ",.1f")]
+                            -1, ",.1f", True)]
     sst2_epochs = epochs_trained(sst2, ["full", "lora"])
+    cost_runs = [run for groups in (sst2, fpb) for method in ("lora", "full") for run in groups.get(method) or []]
     c2 = claim("C2", "LoRA needs less memory and time than full fine-tuning", "SST-2: -38% memory, -13% time; "
                "NSMC: -40% VRAM, -27% time", rows,
                [sweep_command("findings_sst2"), sweep_command("findings_phrasebank")],
@@ -211,8 +226,7 @@ def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
                "process, libraries and activations are in it too); time is compared per epoch, as the documents "
                "compared it at equal epochs (where LoRA trained more epochs than full, its whole train time is in the "
                "tables under a limit)" + (f", on SST-2 {sst2_epochs}" if sst2_epochs else "") + "; "
-               + timing_conditions([run for groups in (sst2, fpb) for method in ("lora", "full")
-                                    for run in groups.get(method) or []]))
+               + timing_conditions(cost_runs) + "; trained on " + timing_setups(cost_runs))
     gap_rows = []
     for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
         lora, full = groups.get("lora"), groups.get("full")
@@ -231,9 +245,9 @@ def template_claim(fpb: dict) -> dict:
     from ftbench.registry import method_names
 
     seeded = {label: runs for label, runs in fpb.items() if len(runs) >= 2}  # a label such as mlm+full names a method
-    measured = sorted({run["run_info"]["method"] for runs in seeded.values() for run in runs} & set(method_names()))
+    measured = sorted({run["run_info"]["method"] for run in runs_in(seeded)} & set(method_names()))
     complete = all(figure_on_test(r, "f1_macro") is not None and r["train_info"].get("history")
-                   for runs in seeded.values() for r in runs)
+                   for r in runs_in(seeded))
     verdict = verdicts.CONFIRMED if len(measured) == len(method_names()) and complete else NOT_MEASURED
     row = {"what": "Financial PhraseBank, every method", "verdict": verdict, "detail": None,
            "measured": f"{len(measured)} of {len(method_names())} methods with 2 or more seeds: trainable parameters, "

@@ -34,6 +34,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from ftbench.run_store import machine_of
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS_DIR = os.path.join(ROOT, "docs")
 START_PREFIX = "<!-- generated: "
@@ -84,13 +86,6 @@ def generation_date() -> dt.date:
     that a command and its regenerated block agree even across midnight)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     return dt.datetime.fromtimestamp(int(epoch), dt.UTC).date() if epoch.isdigit() else dt.date.today()
-
-
-def machine_of(run: dict) -> str:
-    """'AMD EPYC (2 CPU cores)', or 'NVIDIA H200 on AMD EPYC (16 CPU cores)' for a GPU run, from meta_info."""
-    meta = run.get("meta_info") or {}
-    cpu = f"{meta.get('cpu') or '?'} ({meta.get('cpu_count') or '?'} CPU cores)"
-    return f"{meta.get('device_name') or '?'} on {cpu}" if meta.get("device") == "cuda" else cpu
 
 
 def generated_line(command: str, runs: list[dict]) -> str:

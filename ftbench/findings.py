@@ -20,10 +20,11 @@ from ftbench.claims import claims, sst2_groups, sweep_command
 from ftbench.convergence import RULE as EPOCHS_RULE
 from ftbench.convergence import epochs_table, schedule_note
 from ftbench.docs_tables import generated_line
+from ftbench.machine_load import timing_setups
 from ftbench.paired import METRICS, group_summary
 from ftbench.recommend import recommendation_lines
 from ftbench.report_tables import memory_kind_of, section_tables
-from ftbench.run_groups import group_runs
+from ftbench.run_groups import group_runs, runs_in
 from ftbench.run_store import load_runs, train_time, write_text_atomic
 from ftbench.search_space import options
 from ftbench.sweep_presets import PRESETS
@@ -78,7 +79,7 @@ def learning_rate(run: dict) -> float:
 
 def sweeps_table(sweeps: dict) -> list[str]:
     lines = ["| sweep | command | runs completed / planned | failed cells | runs resumed | wall time of its runs (h) "
-             "| learning rates used |", "|---|---|---|---|---|---|---|"]
+             "| learning rates used | trained on |", "|---|---|---|---|---|---|---|---|"]
     for loaded in sweeps.values():
         cells = (loaded.manifest or {}).get("cells") or []
         preset = PRESETS[loaded.spec.preset]  # its runs, not only the cells a partial sweep has reached
@@ -89,7 +90,8 @@ def sweeps_table(sweeps: dict) -> list[str]:
         rates = "; ".join(f"{label} {', '.join(sorted({format(learning_rate(r), 'g') for r in runs}))}"
                           for label, runs in loaded.groups.items())
         lines.append(f"| {loaded.spec.title} | `{sweep_command(loaded.spec.preset)}` | {len(loaded.runs)} / {planned} "
-                     f"| {', '.join(failed) or 'none'} | {resumed} | {hours:.2f} | {rates or '–'} |")
+                     f"| {', '.join(failed) or 'none'} | {resumed} | {hours:.2f} | {rates or '–'} | "
+                     f"{timing_setups(loaded.runs) if loaded.runs else '–'} |")
     edges = [f"{group.split('|')[0]} ({loaded.spec.title}, {choice['chosen_learning_rate']:g})"
              for loaded in sweeps.values() for group, choice in ((loaded.manifest or {}).get("lr_search") or {}).items()
              if choice.get("at_edge")]
@@ -191,7 +193,7 @@ def data_command(run: dict) -> str:
 def validation_against_test(groups: dict) -> str:
     """How far the runs' best validation accuracy lay from their test accuracy, and how each split was made: where
     validation is carved from a training file unlike the test set (SST-2's phrases), the two part."""
-    runs = [run for runs in groups.values() for run in runs]
+    runs = runs_in(groups)
     validation, test = (float(np.mean([METRICS[name][1](run) for run in runs]))
                         for name in ("best_val_accuracy", "test_accuracy"))
     data = runs[0]["run_info"]["data"]
@@ -214,7 +216,7 @@ def enough_epochs(sweeps: dict) -> list[str]:
     lines, runs = [], []
     for _, title, groups in curve_sweeps(sweeps):
         lines += [f"**{title}**", ""] + epochs_table(groups) + [validation_against_test(groups), ""]
-        runs += [run for runs_of_method in groups.values() for run in runs_of_method]
+        runs += runs_in(groups)
     if not lines:
         return ["Not measured yet.", ""]
     note = schedule_note(runs)

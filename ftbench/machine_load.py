@@ -18,6 +18,9 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections import Counter
+
+from ftbench.run_store import timing_setup
 
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal (guest time is inside user)
 NOTE_ABOVE_CORES = 0.25  # other work above this many cores on average is called out in the run's summary
@@ -126,3 +129,9 @@ def timing_conditions(runs: list[dict]) -> str:
     if unknown:
         parts.append(f"{unknown} without the record (trained before train_info.machine_load existed)")
     return f"of these {len(runs)} runs' train times, " + ", ".join(parts)
+
+
+def timing_setups(runs: list[dict]) -> str:
+    """In words: the machines and precisions the runs trained on (run_store.timing_setup), with how many runs each."""
+    counts = Counter(timing_setup(run) for run in runs)
+    return ", ".join(f"{setup} ({n} run{'s' if n > 1 else ''})" for setup, n in sorted(counts.items())) or "no runs"

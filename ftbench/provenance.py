@@ -56,6 +56,7 @@ def environment_info(device: torch.device) -> dict:
         "code": code_version(),
         "platform": platform.platform(),
         "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512...: the kernels torch picked
         "cpu_count": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
         "hostname": socket.gethostname(),

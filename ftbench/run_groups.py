@@ -60,3 +60,8 @@ def group_runs(runs: list[dict], split_by: list[str] | tuple = ()) -> tuple[dict
         if differing:
             notes.append(f"{'/'.join(key)}: its runs differ in {', '.join(differing)} besides the seed")
     return groups, notes
+
+
+def runs_in(groups: dict) -> list[dict]:
+    """Every run of the groups ({label: runs}), group after group."""
+    return [run for runs in groups.values() for run in runs]

@@ -395,6 +395,22 @@ def learned_nothing(run: dict) -> bool:
     return bool(test.get("majority_baseline")) and test["accuracy"] <= test["majority_baseline"]["accuracy"]
 
 
+def machine_of(run: dict) -> str:
+    """'AMD EPYC (2 CPU cores, AVX2)', or 'NVIDIA H200 on AMD EPYC (16 CPU cores, AVX512)' for a GPU run, from
+    meta_info (runs from before meta_info.cpu_capability leave it out)."""
+    meta = run.get("meta_info") or {}
+    unit = f", {meta['cpu_capability']}" if meta.get("cpu_capability") else ""
+    cpu = f"{meta.get('cpu') or '?'} ({meta.get('cpu_count') or '?'} CPU cores{unit})"
+    return f"{meta.get('device_name') or '?'} on {cpu}" if meta.get("device") == "cuda" else cpu
+
+
+def timing_setup(run: dict) -> str:
+    """What the run's time and memory depend on besides its method: the machine and the precision it trained in
+    ('AMD EPYC (2 CPU cores, AVX2) in fp32'). Runs compared on time or memory must share it."""
+    precision = (run["train_info"].get("pipeline") or {}).get("precision") or "an unrecorded precision"
+    return f"{machine_of(run)} in {precision}"
+
+
 def hardware(run: dict) -> str:
     meta = run.get("meta_info") or {}
     return str(meta.get("device_name") or meta.get("device") or peak_memory(run)[1])

@@ -12,6 +12,7 @@ import pytest
 
 import report
 from ftbench import verdicts
+from ftbench.run_store import load_runs, timing_setup
 from ftbench.verdicts import Interval
 
 LABELS = [0, 1, 2] * 6 + [0, 1]  # 20 test examples
@@ -128,6 +129,31 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
     headline = ("Verdicts so far: C1 confirmed; C2 confirmed; C3 confirmed; C4 reversed; C5 not confirmed (8 of 16 "
                 "measurements made; 8 await their sweeps).")
     assert text.splitlines()[4] == f"**In short.** {headline}"
+
+
+def test_time_and_memory_pair_only_seeds_trained_on_one_machine_in_one_precision(sweeps, tmp_path):
+    """A sweep resumed on another machine: LoRA's seed 3 trained on another CPU, so C2 pairs seeds 1 and 2 only
+    (memory -40% and -39%: mean -39.5, t-interval ±12.706 * 0.7071 / sqrt(2)), and says why seed 3 is out."""
+    moved = next((sweeps / "findings_sst2" / "runs").glob("*_lora_findings_sst2_seed3")) / "results.json"
+    run = json.loads(moved.read_text())
+    run["meta_info"].update(cpu="Other CPU", cpu_count=2, cpu_capability="AVX512")
+    moved.write_text(json.dumps(run))
+    out = tmp_path / "findings.md"
+    assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out),
+                        "--n_resamples", "200"]) == 0
+    text = out.read_text()
+    rows = {row[3].split(":")[0]: (row[3].split(": ", 1)[1], row[4]) for row in verdict_rows(text)}
+    half = 12.706204736174698 * np.std([-40, -39], ddof=1) / np.sqrt(2)
+    assert rows["SST-2, LoRA vs full, peak memory"] == (f"-39.50% [{-39.5 - half:+.2f}, {-39.5 + half:+.2f}]",
+                                                        "**confirmed**")
+    assert "| 2 seeds paired; 1 seed(s) left out, their runs trained on different machines or precisions |" in text
+    here = sorted(setup for setup in {timing_setup(r) for r in load_runs(str(sweeps / "findings_sst2"))}
+                  if not setup.startswith("Other CPU"))
+    assert here and here[0].endswith(" in fp32")  # the suite's tests train in fp32 on any CPU
+    setups = sorted([("Other CPU (2 CPU cores, AVX512) in fp32", "1 run"), (here[0], "8 runs")])
+    assert f"| {', '.join(f'{setup} ({n})' for setup, n in setups)} |" in text  # SST-2's row of the sweeps table
+    # The gap does not depend on the machine: all three seeds stay paired.
+    assert "| SST-2, final gap, LoRA - full | " in text and text.count("| 3 seeds paired |") == 2
 
 
 def test_the_readme_headline_is_the_findings_one_and_writes_nothing(sweeps, tmp_path, capsys):

@@ -129,4 +129,5 @@ def test_results_record_what_is_needed_to_repeat_the_run(runs, tiny_bert):
         (torch.__version__, transformers.__version__, peft.__version__, accelerate.__version__, datasets.__version__)
     assert meta["device"] == "cpu" and meta["device_name"] and meta["cpu"] and meta["platform"]
     assert meta["cpu_count"] == os.cpu_count() and meta["torch_num_threads"] == torch.get_num_threads()
+    assert meta["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert meta["gpu_count"] == torch.cuda.device_count()
