@@ -103,6 +103,33 @@ def model_flops(coefficients: dict, num_sequences: int, sum_lengths: int, sum_sq
             + coefficients["c2"] * sum_squared_lengths)
 
 
+SMALLEST_PROBE_SIZE = 256
+LARGEST_PROBE_SIZE = {"cuda": 8192, "cpu": 2048}
+SATURATING_CALL_S = 0.1  # a matmul this long keeps every core busy; a larger one only lengthens the probe
+
+
+def saturating_size(seconds_per_call, largest: int) -> int:
+    """The probe's matmul size: doubled from SMALLEST_PROBE_SIZE until one call takes SATURATING_CALL_S or the
+    size reaches `largest`. A CPU without native bf16 emulates it at about 1 GFLOP/s: there a 2048 matmul takes
+    over a minute and the probe held a two-step run for 12 minutes; at the size this picks it takes seconds."""
+    size = SMALLEST_PROBE_SIZE
+    while size < largest and seconds_per_call(size) < SATURATING_CALL_S:
+        size *= 2
+    return size
+
+
+def timed_matmul(device: torch.device, dtype: torch.dtype, size: int) -> float:
+    """Seconds of one size x size matmul, after one warm-up call (the first call of a size sets up its kernel)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.matmul(a, b)
+    synchronize(device)
+    start = time.perf_counter()
+    torch.matmul(a, b)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
                       repeats: int = 10) -> dict:
     """The best rate of a square matmul of `size` on this device in this dtype (FLOP/s), measured now.
@@ -110,9 +137,10 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
     The best of several timed calls after two warm-up ones: that is the most the hardware gives this process,
     the honest denominator for utilisation (a datasheet peak is higher than any real kernel reaches). The best,
     not the mean, because on a shared machine single calls are slowed by others, never sped up (best of 3
-    varied from 78 to 181 GFLOP/s between runs on the 2-core CPU here).
+    varied from 78 to 181 GFLOP/s between runs on the 2-core CPU here). Without a size, saturating_size picks it.
     """
-    size = size or (8192 if device.type == "cuda" else 2048)
+    largest = LARGEST_PROBE_SIZE["cuda" if device.type == "cuda" else "cpu"]
+    size = size or saturating_size(lambda n: timed_matmul(device, dtype, n), largest)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(2):

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -89,6 +90,27 @@ def test_probe_leaves_no_gradients_and_no_trace_in_the_random_state():
 def test_peak_matmul_rate_is_measured():
     peak = flops.peak_matmul_flops(torch.device("cpu"), size=256, repeats=2)
     assert peak["peak_matmul_flops_per_s"] > 1e8 and peak["matmul_size"] == 256 and peak["dtype"] == "float32"
+
+
+def test_probe_size_doubles_until_a_call_saturates_or_the_largest_is_reached():
+    asked = []
+
+    def seconds(size):  # a device at 16 GFLOP/s: 256 takes 2 ms, 512 17 ms, 1024 0.134 s
+        asked.append(size)
+        return 2 * size**3 / 16e9
+
+    assert flops.saturating_size(seconds, largest=2048) == 1024 and asked == [256, 512, 1024]
+    assert flops.saturating_size(lambda size: 0.0, largest=2048) == 2048
+    assert flops.saturating_size(lambda size: 5.0, largest=2048) == 256
+
+
+def test_bf16_probe_is_short_on_any_cpu():
+    """On a CPU that emulates bf16 (about 1 GFLOP/s) the fixed 2048 probe took 12 minutes; now it takes seconds
+    there, and on a CPU with native bf16 the probe reaches 2048 as before."""
+    start = time.perf_counter()
+    peak = flops.peak_matmul_flops(torch.device("cpu"), torch.bfloat16)
+    assert time.perf_counter() - start < 60 and peak["dtype"] == "bfloat16"
+    assert peak["matmul_size"] in (256, 512, 1024, 2048) and peak["peak_matmul_flops_per_s"] > 0
 
 
 # -- The pipeline ------------------------------------------------------------------------------------------
