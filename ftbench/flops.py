@@ -118,16 +118,20 @@ def saturating_size(seconds_per_call, largest: int) -> int:
     return size
 
 
-def timed_matmul(device: torch.device, dtype: torch.dtype, size: int) -> float:
-    """Seconds of one size x size matmul, after one warm-up call (the first call of a size sets up its kernel)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    torch.matmul(a, b)
-    synchronize(device)
+def matmul_seconds(a: torch.Tensor, b: torch.Tensor, device: torch.device) -> float:
+    """Seconds of one a @ b on the device, finished (CUDA synchronised) before the clock is read."""
     start = time.perf_counter()
     torch.matmul(a, b)
     synchronize(device)
     return time.perf_counter() - start
+
+
+def timed_matmul(device: torch.device, dtype: torch.dtype, size: int) -> float:
+    """Seconds of one size x size matmul, after one warm-up call (the first call of a size sets up its kernel)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    matmul_seconds(a, b, device)
+    return matmul_seconds(a, b, device)
 
 
 def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
@@ -144,14 +148,8 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(2):
-        torch.matmul(a, b)
-    synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
+        matmul_seconds(a, b, device)
+    best = min(matmul_seconds(a, b, device) for _ in range(repeats))
     del a, b
     return {"peak_matmul_flops_per_s": 2 * size**3 / best, "matmul_size": size,
             "dtype": str(dtype).replace("torch.", ""), "repeats": repeats, "threads": torch.get_num_threads()}
