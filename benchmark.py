@@ -53,7 +53,7 @@ from ftbench.sweep_cells import (
     search_cells,
 )
 from ftbench.sweep_cells import find_runs as find_runs  # re-exported: tests and bench_speed.py use benchmark.find_runs
-from ftbench.sweep_manifest import check_folder, now, write_manifest
+from ftbench.sweep_manifest import cell_wall_time, check_folder, now, write_manifest
 from ftbench.sweep_presets import PRESETS  # also read as benchmark.PRESETS
 from ftbench.sweep_progress import Progress, clock
 
@@ -232,16 +232,12 @@ def resolve(args: BenchmarkArguments, file_method_args: dict) -> Sweep:
 
 def _cell_record(cell: Cell, status: str, run: dict | None, seconds: float | None, chosen: list[str]) -> dict:
     learning_rate = float(chosen[chosen.index("--learning_rate") + 1]) if "--learning_rate" in chosen else None
+    wall_time_s, exact = cell_wall_time(run, seconds)
     return {"cell_id": cell.cell_id, "kind": cell.kind, "method": cell.method, "dataset": cell.dataset,
             "model": cell.model, "seed": cell.seed, "learning_rate": cell.learning_rate or learning_rate,
             "chosen_options": chosen or None, "status": status, "run_id": run["run_info"]["run_id"] if run else None,
             "test_accuracy": (run["train_info"].get("test") or {}).get("accuracy") if run and cell.kind == "run"
-            else None, "wall_time_s": round(seconds, 1) if seconds is not None else recorded_wall_time(run)}
-
-
-def recorded_wall_time(run: dict | None) -> float | None:
-    """A cell that completed in an earlier invocation: its run's own wall time (its last process, if resumed)."""
-    return (run["train_info"].get("wall_time_s") if run else None) or None
+            else None, "wall_time_s": wall_time_s, "wall_time_exact": exact}
 
 
 def check_cells(sweep: Sweep, searches: list[Cell], runs: list[Cell]) -> None:
@@ -353,9 +349,9 @@ def run_batch(cells: list[Cell], sweep: Sweep, choices: dict, launcher, progress
 
     def finished(index: int, status: int, seconds: float) -> None:
         with lock:
-            progress.finish(pending[index], seconds)
-            records[pending[index].cell_id] = outcome(pending[index], sweep, chosen_options(pending[index], choices),
-                                                      status, seconds)
+            record = outcome(pending[index], sweep, chosen_options(pending[index], choices), status, seconds)
+            records[pending[index].cell_id] = record
+            progress.finish(pending[index], record["wall_time_s"] or seconds)  # a resumed run's, all processes
             save("running")
 
     launcher.run([CellJob(cell, sweep, chosen_options(cell, choices)) for cell in pending], started, finished)
@@ -402,7 +398,8 @@ def run_optuna_searches(sweep: Sweep, runs: list[Cell], progress: Progress, choi
             cell = search.next_trial()
             progress.start(cell, [cell] * (search.missing() - 1) + later)
             # A retried trial whose run completed before the search was stopped is told, not trained again.
-            _, seconds = (0, 0.0) if completed_run(cell, sweep) else run_trial(cell, sweep, search, launcher)
+            seconds = None if completed_run(cell, sweep) else run_trial(cell, sweep, search, launcher)[1]
+            seconds = cell_wall_time(completed_run(cell, sweep), seconds)[0] or 0.0  # a resumed run's: all processes
             progress.finish(cell, seconds)
             ending, detail = search.finish(cell, seconds)
             print(f"    {ending} in {seconds:.0f} s: {detail}", flush=True)

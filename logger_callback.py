@@ -122,6 +122,7 @@ class RunRecorder(TrainerCallback):
         self._log_loss_sum = 0.0
         self._log_loss_batches = 0
         self.time_offset_s = 0.0  # training seconds of earlier segments of a resumed run
+        self.eval_offset_s = 0.0  # and their evaluation seconds
         self._resumed_peaks: dict = {}
         self.machine_load = LoadTally()  # other processes' CPU use while training (ftbench.machine_load)
         self._load_start = None
@@ -274,6 +275,10 @@ class RunRecorder(TrainerCallback):
 
     # -- resuming: what a checkpoint must carry so that the resumed run records what an uninterrupted one would --
 
+    def eval_time_s(self) -> float:
+        """Seconds of the validation evaluations so far (of every segment of a resumed run)."""
+        return sum(entry["eval_time_s"] or 0.0 for entry in self.history)
+
     def state_dict(self) -> dict:
         return {
             "train_loss_log": self.train_loss_log,
@@ -300,6 +305,7 @@ class RunRecorder(TrainerCallback):
         self.train_loss_log = list(saved["train_loss_log"])
         self.history = list(saved["history"])
         self.time_offset_s = float(saved["train_time_s"])
+        self.eval_offset_s = self.eval_time_s()
         self._resumed_peaks = dict(saved["peaks"])
         self.after_first_step = tuple(saved["after_first_step"]) if saved["after_first_step"] else None
         self.rss_at_train_start_mib = saved["rss_at_train_start_mib"]

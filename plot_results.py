@@ -320,13 +320,15 @@ def summary_table(runs: list[dict]) -> str:
         time_cell = fmt(train.get("train_time_s"), ".1f") if pre is None else \
             f"{train_time(run):.1f} (MLM {pre:.1f} + fine-tune {train['train_time_s']:.1f})"
         checkpoint_cell = fmt(train.get("checkpoint_size_mib"), ".2f")
+        wall_time_s, exact = run_store.wall_time(run)  # over the run's processes; ≥ where one is unknown
         if train.get("merged_checkpoint_size_mib") is not None:
             checkpoint_cell += f" (merged: {train['merged_checkpoint_size_mib']:.2f})"
         cells = [label_of(run), info["model_name_or_path"], info["dataset"],
                  f"{fmt(train.get('num_params_trainable'), ',')} ({fmt(train.get('trainable_params_pct'), '.4g')}%)",
                  f"{fmt(memory, '.1f')} ({memory_kind})", time_cell,
                  fmt(train.get("train_samples_per_s"), ".1f"), fmt(test.get("accuracy"), ".4f"),
-                 fmt(test.get("f1_macro"), ".4f"), checkpoint_cell, fmt(train.get("wall_time_s"), ".1f"),
+                 fmt(test.get("f1_macro"), ".4f"), checkpoint_cell,
+                 ("" if exact or wall_time_s is None else "≥ ") + fmt(wall_time_s, ".1f"),
                  info["run_id"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     environments = Counter()

@@ -27,6 +27,7 @@ from ftbench.report_tables import memory_kind_of, section_tables
 from ftbench.run_groups import group_runs, runs_in
 from ftbench.run_store import load_runs, train_time, write_text_atomic
 from ftbench.search_space import options
+from ftbench.sweep_manifest import cell_wall_time
 from ftbench.sweep_presets import PRESETS
 from ftbench.verdicts import NOT_MEASURED, RULES
 
@@ -53,6 +54,7 @@ class LoadedSweep:
     spec: FindingsSweep
     folder: str
     runs: list = field(default_factory=list)  # completed runs
+    search_runs: list = field(default_factory=list)  # the learning-rate search's completed runs
     groups: dict = field(default_factory=dict)  # {method label: runs sorted by seed}
     summaries: dict = field(default_factory=dict)  # {method label: paired.group_summary of its runs}
     manifest: dict | None = None  # benchmark.json
@@ -66,6 +68,9 @@ def load_sweep(spec: FindingsSweep, sweeps_dir: str) -> LoadedSweep:
         grouped, _ = group_runs(loaded.runs)
         loaded.groups = {label: runs for (_, _, label), runs in sorted(grouped.items())}
         loaded.summaries = {label: group_summary(runs) for label, runs in loaded.groups.items()}
+    if os.path.isdir(os.path.join(folder, "lr_search", "runs")):
+        loaded.search_runs = [r for r in load_runs(os.path.join(folder, "lr_search"))
+                              if r["run_info"].get("status") == "completed"]
     manifest = os.path.join(folder, "benchmark.json")
     if os.path.isfile(manifest):
         with open(manifest, encoding="utf-8") as handle:
@@ -77,6 +82,19 @@ def learning_rate(run: dict) -> float:
     return run["run_info"]["config"]["training"]["learning_rate"]
 
 
+def wall_time_h(loaded: LoadedSweep) -> tuple[float, bool]:
+    """The sweep's cells' wall time in hours, and whether it is exact: a completed cell's from its run (over all
+    the run's processes, whichever code wrote benchmark.json), else benchmark.json's record."""
+    runs = {run["run_info"]["run_id"]: run for run in loaded.runs + loaded.search_runs}
+    total_s, exact = 0.0, True
+    for cell in (loaded.manifest or {}).get("cells") or []:
+        run = runs.get(cell.get("run_id"))
+        seconds, known = cell_wall_time(run, None) if run else (cell.get("wall_time_s"),
+                                                                  cell.get("wall_time_exact", True))
+        total_s, exact = total_s + (seconds or 0.0), exact and known and seconds is not None
+    return total_s / 3600, exact
+
+
 def sweeps_table(sweeps: dict) -> list[str]:
     lines = ["| sweep | command | runs completed / planned | failed cells | runs resumed | wall time of its runs (h) "
              "| learning rates used | trained on |", "|---|---|---|---|---|---|---|---|"]
@@ -86,11 +104,12 @@ def sweeps_table(sweeps: dict) -> list[str]:
         planned = len(preset.methods) * len(preset.datasets) * len(preset.models) * len(preset.seeds)
         failed = [c["cell_id"] for c in cells if c.get("status") == "failed"]
         resumed = sum(1 for r in loaded.runs if r["run_info"].get("resumes"))
-        hours = sum(c.get("wall_time_s") or 0 for c in cells) / 3600
+        hours, exact = wall_time_h(loaded)
+        at_least = "" if exact else "≥ "
         rates = "; ".join(f"{label} {', '.join(sorted({format(learning_rate(r), 'g') for r in runs}))}"
                           for label, runs in loaded.groups.items())
         lines.append(f"| {loaded.spec.title} | `{sweep_command(loaded.spec.preset)}` | {len(loaded.runs)} / {planned} "
-                     f"| {', '.join(failed) or 'none'} | {resumed} | {hours:.2f} | {rates or '–'} | "
+                     f"| {', '.join(failed) or 'none'} | {resumed} | {at_least}{hours:.2f} | {rates or '–'} | "
                      f"{timing_setups(loaded.runs) if loaded.runs else '–'} |")
     edges = [f"{group.split('|')[0]} ({loaded.spec.title}, {choice['chosen_learning_rate']:g})"
              for loaded in sweeps.values() for group, choice in ((loaded.manifest or {}).get("lr_search") or {}).items()
@@ -99,8 +118,10 @@ def sweeps_table(sweeps: dict) -> list[str]:
                   "rate may lie further out): " + ", ".join(edges) + "."] if edges else []
     lines += search_budgets(sweeps)
     return lines + ["", "Wall time: the cells' own, learning-rate search included, from each sweep's benchmark.json: a "
-                    "cell's process time where the last invocation ran it, else its run's recorded wall_time_s (for a "
-                    "resumed run, its last process only). A sweep resumes where it stopped: re-run its command.", ""]
+                    "completed cell's run over all its processes (a resumed run ran in several), a failed cell's "
+                    "process. ≥: a lower bound, where a run had a process whose wall time is unknown (killed, or "
+                    "from before interrupted runs kept it); of that process only what reached a checkpoint counts "
+                    "(`run_store.wall_time`). A sweep resumes where it stopped: re-run its command.", ""]
 
 
 def search_budgets(sweeps: dict) -> list[str]:

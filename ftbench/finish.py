@@ -15,7 +15,14 @@ from ftbench.machine_load import load_note
 from ftbench.metrics import majority_baseline
 from ftbench.model_card import try_write_model_card
 from ftbench.precision import compute_dtype
-from ftbench.run_store import MERGED_MODEL_DIR, MODEL_CARD_FILE, MODEL_DIR, PREDICTIONS_FILE, write_json_atomic
+from ftbench.run_store import (
+    EARLIER_PROCESSES,
+    MERGED_MODEL_DIR,
+    MODEL_CARD_FILE,
+    MODEL_DIR,
+    PREDICTIONS_FILE,
+    write_json_atomic,
+)
 from ftbench.transforms import ModelTransform
 from logger_callback import RunRecorder
 
@@ -164,11 +171,12 @@ def _revalidate_whole_split(trainer, validation, best: dict) -> dict:
 
 class PhaseClock:
     """A run's wall time by phase (train_info.wall_time_breakdown_s): each mark() charges the time since the
-    previous mark to the phase it names."""
+    previous mark to the phase it names. A resumed run's earlier processes are one phase, earlier_processes."""
 
     def __init__(self, start: float):
         self.start = self.last = start
         self.phases: dict[str, float] = {}
+        self.earlier_processes_s: float | None = 0.0  # None: unknown (run_store.earlier_wall_time_s)
 
     def mark(self, phase: str) -> None:
         now = time.perf_counter()
@@ -176,17 +184,24 @@ class PhaseClock:
         self.last = now
 
     def split_training(self, train_time_s: float, eval_time_s: float) -> None:
-        """The training loop's wall time as training (the recorder's train time), evaluation, and the rest
-        (checkpoints, callbacks); a resumed run's recorded times include earlier sessions, so they are capped."""
+        """The training loop's wall time as training and evaluation (this process's share of the recorder's
+        figures) and the rest (checkpoints, callbacks)."""
         loop = self.phases.pop("training_loop", 0.0)
         training = min(train_time_s, loop)
         evaluation = min(eval_time_s, loop - training)
         self.phases.update(training=training, evaluation=evaluation,
                            checkpoints_and_callbacks=loop - training - evaluation)
 
+    def elapsed_s(self) -> float | None:
+        """The run's wall time so far, over all its processes; None where an earlier one's is unknown."""
+        return None if self.earlier_processes_s is None else \
+            self.earlier_processes_s + time.perf_counter() - self.start
+
     def record(self) -> dict:
-        return {"wall_time_s": round(self.last - self.start, 3),
-                "wall_time_breakdown_s": {phase: round(seconds, 3) for phase, seconds in self.phases.items()}}
+        earlier = {EARLIER_PROCESSES: self.earlier_processes_s} if self.earlier_processes_s else {}
+        return {"wall_time_s": round((self.earlier_processes_s or 0.0) + self.last - self.start, 3),
+                "wall_time_breakdown_s": {phase: round(seconds, 3)
+                                          for phase, seconds in (earlier | self.phases).items()}}
 
 
 def finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config, method_object,
@@ -197,7 +212,7 @@ def finish(trainer, recorder, tokenized, splits, parameters, run_dir, run_config
     state = trainer.state
     figures = _train_figures(recorder, utilisation)
     train_time_s = figures["train_time_s"]
-    eval_time_s = sum(entry["eval_time_s"] or 0.0 for entry in recorder.history)
+    eval_time_s = recorder.eval_time_s()
     if not trainer.args.load_best_model_at_end:
         best = recorder.history[-1]  # the final model is tested (see is_adalora)
     elif training.metric_for_best_model == "loss":

@@ -28,6 +28,8 @@ def stopped_train_info(ctx) -> dict:
             "resume_from_step": checkpoints[-1][0] if checkpoints else 0}
     if ctx.pretraining_info is not None:
         info["pretraining"] = ctx.pretraining_info
+    if (elapsed := ctx.clock.elapsed_s()) is not None:  # a resumed run adds it to its own
+        info["wall_time_s"] = round(elapsed, 3)
     if ctx.status == "interrupted":
         phase = " during continued pre-training (a resume runs it again)" \
             if ctx.run_config.pretraining.enabled and ctx.pretraining_info is None else ""

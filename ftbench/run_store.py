@@ -389,6 +389,36 @@ def train_time(run: dict) -> float | None:
     return fine_tune + pre if pre is not None and fine_tune is not None else fine_tune
 
 
+EARLIER_PROCESSES = "earlier_processes"  # wall_time_breakdown_s's phase for a resumed run's earlier processes
+
+
+def earlier_wall_time_s(previous: dict, previous_status: str) -> float | None:
+    """The wall time a resumed run spent before this process: what its interrupted process recorded (over every
+    process up to it); None when that is unknown (a process killed without a record, or one from before
+    interrupted runs kept their wall time)."""
+    recorded = (previous.get("train_info") or {}).get("wall_time_s")
+    return float(recorded) if previous_status == "interrupted" and recorded is not None else None
+
+
+def wall_time(run: dict) -> tuple[float | None, bool]:
+    """A completed run's wall time over all its processes, and whether that is exact. Where a resumed run's
+    earlier processes are unknown (earlier_wall_time_s), it adds what of them reached a checkpoint: their training
+    and evaluation (train_time_s and eval_time_s sum over processes) and a continued pre-training this process
+    reused; not their start-up nor the work lost at each stop. A lower bound."""
+    train = run["train_info"]
+    wall, phases = train.get("wall_time_s"), train.get("wall_time_breakdown_s") or {}
+    if wall is None or not run["run_info"].get("resumes") or EARLIER_PROCESSES in phases:
+        return wall, wall is not None
+    # Runs from before this process's share was split out charged their whole loop to training: subtracting
+    # it keeps the estimate a lower bound.
+    this_process = phases.get("training", 0.0) + phases.get("evaluation", 0.0)
+    earlier = (train.get("train_time_s") or 0.0) + (train.get("eval_time_s") or 0.0) - this_process
+    pretraining_s = (train.get("pretraining") or {}).get("train_time_s") or 0.0
+    if phases.get("mlm_pretraining", 0.0) < pretraining_s:  # reused from an earlier process
+        earlier += pretraining_s
+    return round(wall + max(earlier, 0.0), 3), False
+
+
 def learned_nothing(run: dict) -> bool:
     """Whether the run's test accuracy is at or below always predicting the training set's most common label."""
     test = run["train_info"]["test"]

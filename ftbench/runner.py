@@ -169,6 +169,7 @@ def set_up(ctx: RunContext) -> None:
     recorded = None
     if request:
         ctx.resume_dir, ctx.previous, ctx.previous_status = request
+        ctx.clock.earlier_processes_s = run_store.earlier_wall_time_s(ctx.previous, ctx.previous_status)
         recorded = run_config_from_dict(ctx.method.name, ctx.previous["run_info"]["config"])
         resolve_recorded_paths(recorded, ctx.previous["run_info"].get("working_dir"))
     prepare(ctx, recorded)
@@ -355,7 +356,8 @@ def train(ctx: RunContext) -> None:
             shutil.rmtree(ctx.pretraining_info["saved_to"], ignore_errors=True)
             ctx.pretraining_info["kept"] = False
     info = ctx.results["train_info"]
-    ctx.clock.split_training(info["train_time_s"], info["eval_time_s"])
+    ctx.clock.split_training(info["train_time_s"] - recorder.time_offset_s,  # this process's share
+                             info["eval_time_s"] - recorder.eval_offset_s)
     info.update(ctx.clock.record())
     if ctx.trackers and (warning := ctx.trackers.log_summary(ctx.trainer, info)):
         recorder.write(warning)

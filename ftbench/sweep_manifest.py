@@ -16,6 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ftbench.errors import ConfigError
+from ftbench.run_store import wall_time, write_json_atomic
 
 if TYPE_CHECKING:  # not imported at run time: report.py reads manifests and must start fast
     from ftbench.sweep_cells import Sweep
@@ -28,11 +29,18 @@ def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def cell_wall_time(run: dict | None, seconds: float | None) -> tuple[float | None, bool]:
+    """A cell's wall time and whether it is exact: its completed run's, over all the run's processes (a cell
+    resumed by a later invocation ran in several; run_store.wall_time), else its process's in this invocation."""
+    wall_time_s, exact = wall_time(run) if run else (None, True)
+    if wall_time_s is not None:
+        return wall_time_s, exact
+    return (round(seconds, 1), True) if seconds is not None else (None, False)
+
+
 def write_manifest(sweep: Sweep, created_at: str, cells: list[dict], choices: dict, state: str) -> None:
     """benchmark.json; choices: {"lr_search": {group: ...}, "optuna_search": {group: ...}} (the latter with
     --search optuna only)."""
-    from ftbench.run_store import write_json_atomic
-
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION, "name": sweep.name, "state": state,
         "settings": sweep.settings(), "settings_fingerprint": sweep.fingerprint(),

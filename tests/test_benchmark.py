@@ -114,6 +114,27 @@ def test_a_search_goes_past_the_edge_of_its_grid_while_the_best_rate_is_there():
     assert next_search_rate(tried((1e-3, .70), (1.0001e-3, .80)), [1e-3, 1.0001e-3]) is None  # too fine to step
 
 
+def test_the_estimate_of_what_remains_counts_runs_completed_before_this_invocation(capsys):
+    def cell(kind: str, method: str, seed: int) -> benchmark.Cell:
+        return benchmark.Cell(kind, method, "sst2", "minilm", seed, 1e-4 if kind == "lr_search" else None)
+
+    def run(wall: float, resumes: list, phases: dict) -> dict:
+        return {"run_info": {"run_id": "r", "resumes": resumes},
+                "train_info": {"wall_time_s": wall, "wall_time_breakdown_s": phases, "train_time_s": 900.0,
+                               "eval_time_s": 100.0}}
+
+    progress = Progress(5)
+    progress.skip(cell("lr_search", "full", 1), run(600.0, [], {}))
+    # Resumed before earlier processes were timed: its lower bound, 1000 + 900 + 100 - 700 (this process's share).
+    progress.skip(cell("run", "full", 1), run(1000.0, [{}], {"training": 700.0}))
+    progress.start(cell("run", "full", 2), [cell("run", "full", 3), cell("run", "lora", 1)])
+    # full: 1300 s; lora, no run yet: the mean of the runs (1300 s), not of the shorter search.
+    assert capsys.readouterr().out.endswith("seed 2 (run); elapsed 0m00s; remaining ≈ 43m20s\n")
+    progress.finish(cell("run", "full", 2), 1500.0)
+    progress.start(cell("run", "full", 3), [cell("run", "lora", 1)])
+    assert capsys.readouterr().out.endswith("remaining ≈ 23m20s\n")  # (1300 + 1500) / 2
+
+
 def runs_by_cell(sweep: Path) -> dict:
     return {name: [(r["run_info"]["run_id"], r["run_info"]["status"]) for r in runs]
             for name, runs in benchmark.find_runs(str(sweep)).items()}
@@ -167,6 +188,11 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     (first_record,) = [c for c in manifest["cells"] if c["cell_id"] == first]
     (first_run,) = benchmark.find_runs(str(sweep))[first]
     assert first_record["wall_time_s"] == first_run["train_info"]["wall_time_s"] > 0
+    # The resumed cell's: both processes of its run, the interrupted one recorded as it stopped.
+    (killed_record,) = [c for c in manifest["cells"] if c["cell_id"] == killed]
+    killed_run = benchmark.find_runs(str(sweep))[killed][0]["train_info"]
+    assert killed_record["wall_time_s"] == killed_run["wall_time_s"] and killed_record["wall_time_exact"]
+    assert killed_run["wall_time_breakdown_s"]["earlier_processes"] > 0
     text = (sweep / "report.md").read_text()
     for runs in after.values():
         (completed,) = [run_id for run_id, status in runs if status == "completed"]

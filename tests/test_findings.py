@@ -60,7 +60,8 @@ def sweeps(trained_runs, tmp_path) -> Path:
     (sst2 / "benchmark.json").write_text(json.dumps({
         "settings": {"lr_search": True, "lr_search_args": ["--max_train_samples", "20000", "--num_train_epochs", "1"]},
         "cells": [
-        {"cell_id": "full-sst2-minilm-seed1", "kind": "run", "status": "completed", "wall_time_s": 3600.0},
+        {"cell_id": "full-sst2-minilm-seed1", "kind": "run", "status": "completed", "wall_time_s": 3600.0,
+         "wall_time_exact": False},
         {"cell_id": "lora-sst2-minilm-seed4", "kind": "run", "status": "failed", "wall_time_s": 1800.0}],
         "lr_search": {"prefix|sst2|minilm": {"chosen_learning_rate": 1e-2, "at_edge": True},
                       "lora|sst2|minilm": {"chosen_learning_rate": 3e-3, "at_edge": False}}}))
@@ -110,7 +111,8 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
     # The sweeps: planned runs from the preset (3 methods, 3 seeds), failed cells and wall time from benchmark.json,
     # rates from the runs.
     assert ("| SST-2, complete | `python benchmark.py --preset findings_sst2 --data_dir ../shared/data` | 9 / 9 | "
-            "lora-sst2-minilm-seed4 | 0 | 1.50 | full 5e-05; lora 0.003; prefix 0.01 |") in text
+            "lora-sst2-minilm-seed4 | 0 | ≥ 1.50 | full 5e-05; lora 0.003; prefix 0.01 |") in text  # a lower bound
+    assert "--data_dir ../shared/data` | 3 / 3 | none | 0 | 0.00 | lora 0.0005 |" in text  # no benchmark.json
     assert ("Rates chosen at the edge of what their search tried, even after its steps past the grid (the best rate "
             "may lie further out): prefix (SST-2, complete, 0.01).") in text
     assert ("The learning-rate searches trained one seed per method with their sweep's options and these on top: "

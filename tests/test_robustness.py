@@ -156,11 +156,19 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_bert, baseline
         assert info["resume_from_step"] == (checkpoints[-1][0] if checkpoints else 0) < step
     assert len(checkpoints) <= 2  # the latest and the best
     assert run_store.effective_status(run_dir, results["run_info"]) == "interrupted"
+    assert info["wall_time_s"] > 0  # the interrupted process's, which the resumed run adds to its own
 
     assert train(method, ["--resume", run_dir]) == 0, context
     resumed = results_of(run_dir)
     assert resumed["run_info"]["status"] == "completed"
     assert [r["from_status"] for r in resumed["run_info"]["resumes"]] == ["interrupted"]
+    wall, phases = resumed["train_info"]["wall_time_s"], resumed["train_info"]["wall_time_breakdown_s"]
+    assert phases["earlier_processes"] == info["wall_time_s"] and run_store.wall_time(resumed) == (wall, True)
+    assert abs(sum(phases.values()) - wall) <= 0.001 * len(phases)
+    # Training and evaluation are this process's share: the evaluations after the checkpoint it resumed from.
+    later = [e for e in resumed["train_info"]["history"] if e["step"] > info["resume_from_step"]]
+    assert phases["evaluation"] == pytest.approx(sum(e["eval_time_s"] or 0.0 for e in later), abs=0.002)
+    assert phases["training"] < resumed["train_info"]["train_time_s"] or info["resume_from_step"] == 0
     assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
     assert_same_results(expected, run_dir, context)
 
@@ -230,7 +238,12 @@ def test_sigkill_while_saving_leaves_no_claim_and_resumes(tiny_bert, baselines, 
                               f"resume: python train_full.py --resume {run_dir}  (continues from step 5)\n")
 
     assert train("full", ["--resume", "latest", "--output_dir", str(tmp_path)]) == 0
-    assert [r["from_status"] for r in results_of(run_dir)["run_info"]["resumes"]] == ["unfinished"]
+    resumed = results_of(run_dir)
+    assert [r["from_status"] for r in resumed["run_info"]["resumes"]] == ["unfinished"]
+    # The killed process recorded no wall time: the run's is a lower bound, adding the killed process's training.
+    assert "earlier_processes" not in resumed["train_info"]["wall_time_breakdown_s"]
+    wall, exact = run_store.wall_time(resumed)
+    assert not exact and wall > resumed["train_info"]["wall_time_s"]
     assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
     assert_same_results(baselines("full"), run_dir, "SIGKILL while saving step 10")
 
