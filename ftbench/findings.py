@@ -25,7 +25,7 @@ from ftbench.paired import METRICS, group_summary
 from ftbench.recommend import recommendation_lines
 from ftbench.report_tables import memory_kind_of, section_tables
 from ftbench.run_groups import group_runs, runs_in
-from ftbench.run_store import load_runs, train_time, write_text_atomic
+from ftbench.run_store import label_of, load_runs, train_time, write_text_atomic
 from ftbench.search_space import options
 from ftbench.sweep_manifest import cell_wall_time
 from ftbench.sweep_presets import PRESETS
@@ -96,21 +96,22 @@ def wall_time_h(loaded: LoadedSweep) -> tuple[float, bool]:
 
 
 def sweeps_table(sweeps: dict) -> list[str]:
-    lines = ["| sweep | command | runs completed / planned | failed cells | runs resumed | wall time of its runs (h) "
-             "| learning rates used | trained on |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| sweep | command | runs completed / planned | failed cells | runs resumed (times) "
+             "| wall time of its runs (h) | learning rates used | trained on |", "|---|---|---|---|---|---|---|---|"]
     for loaded in sweeps.values():
         cells = (loaded.manifest or {}).get("cells") or []
         preset = PRESETS[loaded.spec.preset]  # its runs, not only the cells a partial sweep has reached
         planned = len(preset.methods) * len(preset.datasets) * len(preset.models) * len(preset.seeds)
         failed = [c["cell_id"] for c in cells if c.get("status") == "failed"]
-        resumed = sum(1 for r in loaded.runs if r["run_info"].get("resumes"))
+        resumed = [f"{label_of(r)} seed {r['run_info']['seed']} ({len(r['run_info']['resumes'])}×)"
+                   for r in loaded.runs if r["run_info"].get("resumes")]
         hours, exact = wall_time_h(loaded)
         at_least = "" if exact else "≥ "
         rates = "; ".join(f"{label} {', '.join(sorted({format(learning_rate(r), 'g') for r in runs}))}"
                           for label, runs in loaded.groups.items())
         lines.append(f"| {loaded.spec.title} | `{sweep_command(loaded.spec.preset)}` | {len(loaded.runs)} / {planned} "
-                     f"| {', '.join(failed) or 'none'} | {resumed} | {at_least}{hours:.2f} | {rates or '–'} | "
-                     f"{timing_setups(loaded.runs) if loaded.runs else '–'} |")
+                     f"| {', '.join(failed) or 'none'} | {', '.join(resumed) or 'none'} | {at_least}{hours:.2f} "
+                     f"| {rates or '–'} | {timing_setups(loaded.runs) if loaded.runs else '–'} |")
     edges = [f"{group.split('|')[0]} ({loaded.spec.title}, {choice['chosen_learning_rate']:g})"
              for loaded in sweeps.values() for group, choice in ((loaded.manifest or {}).get("lr_search") or {}).items()
              if choice.get("at_edge")]

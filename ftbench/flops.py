@@ -126,10 +126,13 @@ def matmul_seconds(a: torch.Tensor, b: torch.Tensor, device: torch.device) -> fl
     return time.perf_counter() - start
 
 
-def timed_matmul(device: torch.device, dtype: torch.dtype, size: int) -> float:
+def random_square(size: int, device: torch.device, dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+
+
+def timed_matmul(device: torch.device, dtype: torch.dtype, size: int, generator: torch.Generator) -> float:
     """Seconds of one size x size matmul, after one warm-up call (the first call of a size sets up its kernel)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    a, b = random_square(size, device, dtype, generator), random_square(size, device, dtype, generator)
     matmul_seconds(a, b, device)
     return matmul_seconds(a, b, device)
 
@@ -142,11 +145,13 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
     the honest denominator for utilisation (a datasheet peak is higher than any real kernel reaches). The best,
     not the mean, because on a shared machine single calls are slowed by others, never sped up (best of 3
     varied from 78 to 181 GFLOP/s between runs on the 2-core CPU here). Without a size, saturating_size picks it.
+    Its random matrices come from a generator of its own: training after it draws what it would have drawn
+    without it, however many sizes the probe tried (which depends on the device's speed).
     """
+    generator = torch.Generator(device=device).manual_seed(0)
     largest = LARGEST_PROBE_SIZE["cuda" if device.type == "cuda" else "cpu"]
-    size = size or saturating_size(lambda n: timed_matmul(device, dtype, n), largest)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    size = size or saturating_size(lambda n: timed_matmul(device, dtype, n, generator), largest)
+    a, b = random_square(size, device, dtype, generator), random_square(size, device, dtype, generator)
     for _ in range(2):
         matmul_seconds(a, b, device)
     best = min(matmul_seconds(a, b, device) for _ in range(repeats))

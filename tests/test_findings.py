@@ -20,12 +20,13 @@ FULL_RIGHT = {1: 16, 2: 15, 3: 17}  # full fine-tuning gets the first k right, p
 
 
 def write_run(sweep: Path, template: dict, method: str, seed: int, right: list[int], memory: float, seconds: float,
-              gap: float, learning_rate: float, epochs: float = 2.0) -> None:
+              gap: float, learning_rate: float, epochs: float = 2.0, resumes: int = 0) -> None:
     data = json.loads(json.dumps(template))
     run_id = f"2026120{seed}-120000_{method}_{sweep.name}_seed{seed}"
     info, train = data["run_info"], data["train_info"]
     info.update(run_id=run_id, seed=seed, method=method, method_label=method, started_at=f"2026-12-0{seed}T12:00")
     info["config"]["training"].update(seed=seed, run_name=run_id, learning_rate=learning_rate)
+    info["resumes"] = [{"from_status": "interrupted"}] * resumes
     train["test"]["accuracy"] = sum(right) / len(right)
     train["memory"]["peak_rss_mib"] = memory
     train["train_time_s"] = seconds
@@ -55,7 +56,8 @@ def sweeps(trained_runs, tmp_path) -> Path:
         write_run(sst2, template, "full", seed, full, 1000.0, 100.0 + 10 * (seed - 1), 0.10, 5e-5)
         write_run(sst2, template, "lora", seed, full, 600.0 + 10 * (seed - 1), 160.0 + 4 * (seed - 1), 0.30, 3e-3,
                   epochs=4.0)
-        write_run(sst2, template, "prefix", seed, [1] * 10 + [0] * 10, 700.0, 90.0, 0.10, 1e-2)
+        write_run(sst2, template, "prefix", seed, [1] * 10 + [0] * 10, 700.0, 90.0, 0.10, 1e-2,
+                  resumes=2 if seed == 2 else 0)
         write_run(doc_rate, template, "lora", seed, full, 600.0, 80.0, 0.30, 5e-4)
     (sst2 / "benchmark.json").write_text(json.dumps({
         "settings": {"lr_search": True, "lr_search_args": ["--max_train_samples", "20000", "--num_train_epochs", "1"]},
@@ -109,10 +111,10 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
         assert rows[missing][1] == "**not measured yet**"
     assert "run `python benchmark.py --preset findings_imdb --data_dir ../shared/data`" in text
     # The sweeps: planned runs from the preset (3 methods, 3 seeds), failed cells and wall time from benchmark.json,
-    # rates from the runs.
+    # rates from the runs; the wall time is a lower bound (a cell's time is inexact).
     assert ("| SST-2, complete | `python benchmark.py --preset findings_sst2 --data_dir ../shared/data` | 9 / 9 | "
-            "lora-sst2-minilm-seed4 | 0 | ≥ 1.50 | full 5e-05; lora 0.003; prefix 0.01 |") in text  # a lower bound
-    assert "--data_dir ../shared/data` | 3 / 3 | none | 0 | 0.00 | lora 0.0005 |" in text  # no benchmark.json
+            "lora-sst2-minilm-seed4 | prefix seed 2 (2×) | ≥ 1.50 | full 5e-05; lora 0.003; prefix 0.01 |") in text
+    assert "--data_dir ../shared/data` | 3 / 3 | none | none | 0.00 | lora 0.0005 |" in text  # no benchmark.json
     assert ("Rates chosen at the edge of what their search tried, even after its steps past the grid (the best rate "
             "may lie further out): prefix (SST-2, complete, 0.01).") in text
     assert ("The learning-rate searches trained one seed per method with their sweep's options and these on top: "

@@ -36,7 +36,8 @@ def _results(run_dir: str) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tiny_bert, tmp_path_factory) -> dict:
-    """first: seed 42; replay: the first run's recorded command run again; other_seed: seed 7."""
+    """first: seed 42; replay: the first run's recorded command run again; other_seed: seed 7; measured: seed 42
+    with the utilisation probes (--measure_mfu true)."""
     output = tmp_path_factory.mktemp("repro")
     assert train("lora", ["--model_name_or_path", tiny_bert, "--output_dir", str(output), "--seed", "42"] + SMALL) == 0
     (first,) = _runs(output)
@@ -47,7 +48,11 @@ def runs(tiny_bert, tmp_path_factory) -> dict:
     other = tmp_path_factory.mktemp("repro_other_seed")
     assert train("lora", ["--model_name_or_path", tiny_bert, "--output_dir", str(other), "--seed", "7"] + SMALL) == 0
     (other_seed,) = _runs(other)
-    return {"first": first, "replay": replay, "other_seed": other_seed}
+    measured = tmp_path_factory.mktemp("repro_measured")
+    assert train("lora", ["--model_name_or_path", tiny_bert, "--output_dir", str(measured), "--seed", "42"]
+                 + SMALL[:-1] + ["true"]) == 0
+    (measured_run,) = _runs(measured)
+    return {"first": first, "replay": replay, "other_seed": other_seed, "measured": measured_run}
 
 
 def _without_times(entries: list[dict]) -> list[dict]:
@@ -71,6 +76,16 @@ def test_same_seed_gives_bit_identical_results(runs):
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
     assert a["run_info"]["config"] == b["run_info"]["config"] and a["run_info"]["data"] == b["run_info"]["data"]
+
+
+def test_the_utilisation_probes_change_no_result(runs):
+    """They run between the trainer's seeding and training, and their matmul probe sizes itself by the device's
+    speed: they must leave the random state (data order, dropout) as they found it."""
+    a, m = (_results(runs[k])["train_info"] for k in ("first", "measured"))
+    assert m["utilisation"]["mfu"] > 0 and a["utilisation"]["mfu"] is None
+    assert a["train_loss_log"] == m["train_loss_log"] and _without_times(a["history"]) == _without_times(m["history"])
+    assert Path(runs["first"], "test_predictions.json").read_bytes() == \
+        Path(runs["measured"], "test_predictions.json").read_bytes()
 
 
 def test_another_seed_gives_other_results(runs):

@@ -87,9 +87,16 @@ def test_probe_leaves_no_gradients_and_no_trace_in_the_random_state():
     assert model.training
 
 
-def test_peak_matmul_rate_is_measured():
+def test_peak_matmul_rate_is_measured_without_touching_the_random_state():
+    """The probe's size depends on the device's speed: were its matrices drawn from the global generator, the data
+    order and dropout of the training after it would too."""
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
     peak = flops.peak_matmul_flops(torch.device("cpu"), size=256, repeats=2)
     assert peak["peak_matmul_flops_per_s"] > 1e8 and peak["matmul_size"] == 256 and peak["dtype"] == "float32"
+    flops.peak_matmul_flops(torch.device("cpu"), repeats=1)  # the sizing path
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_probe_size_doubles_until_a_call_saturates_or_the_largest_is_reached():
