@@ -44,6 +44,7 @@ from ftbench.run_store import (
     train_time,
 )
 from ftbench.search_report import search_section
+from ftbench.sweep_presets import FINDINGS_RECORDS_DIR
 
 if TYPE_CHECKING:
     pass
@@ -218,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--findings", action="store_true",
                         help="Instead: write the findings (the design documents' claims with verdicts) from the "
                              "findings_* sweeps under --sweeps_dir to --findings_file, charts beside it.")
-    parser.add_argument("--sweeps_dir", default=os.path.join("results", "benchmarks"),
-                        help="With --findings: where benchmark.py made the findings_* sweeps.")
+    parser.add_argument("--sweeps_dir", default=FINDINGS_RECORDS_DIR,
+                        help="With --findings: where benchmark.py made the findings_* sweeps (by default the folder "
+                             "that holds their committed records).")
     parser.add_argument("--findings_file", default=os.path.join("docs", "findings.md"),
                         help="With --findings: the document to write (its charts go to findings/ beside it).")
     parser.add_argument("--headline", action="store_true",
@@ -259,6 +261,10 @@ def write_findings_command(args, argv: list[str]) -> int:
     from ftbench.findings import headline_block, write_findings
 
     command = shlex.join(["python", "report.py", *argv])
+    if not os.path.isdir(args.sweeps_dir):
+        print(f"error: {args.sweeps_dir} does not exist; give --sweeps_dir the folder of the findings_* sweeps or "
+              "of their records; nothing written", file=sys.stderr)
+        return 2
     try:
         if args.headline:
             print(headline_block(args.sweeps_dir, args.n_resamples, command), end="")

@@ -4,13 +4,14 @@ by the rules stated once at its top (ftbench.verdicts), and what to use under a 
     python report.py --findings      # docs/findings.md, and its charts in docs/findings/
 
 It reads the sweeps that benchmark.py's findings_* presets make (python benchmark.py --preset findings_sst2
---data_dir ../shared/data, and so on, in results/benchmarks/). A sweep not made or not finished yet is named
-as such, and a claim that needs it is "not measured yet". Every figure in the document is computed here.
+--data_dir ../shared/data, and so on, in results/benchmarks/), or by default their records, committed in
+results/findings/ (python -m ftbench.sweep_records). A sweep not made or not finished yet is named as such, and a
+claim that needs it is "not measured yet". Every figure in the document is computed here.
 """
 
 from __future__ import annotations
 
-import json
+import glob
 import os
 from dataclasses import dataclass, field
 
@@ -25,13 +26,14 @@ from ftbench.paired import METRICS, group_summary
 from ftbench.recommend import recommendation_lines
 from ftbench.report_tables import memory_kind_of, section_tables
 from ftbench.run_groups import group_runs, runs_in
-from ftbench.run_store import label_of, load_runs, train_time, write_text_atomic
+from ftbench.run_store import ResultsError, label_of, load_runs, train_time, write_text_atomic
 from ftbench.search_space import options
-from ftbench.sweep_manifest import cell_wall_time
-from ftbench.sweep_presets import PRESETS
+from ftbench.sweep_manifest import MANIFEST_FILE, cell_wall_time, read_manifest
+from ftbench.sweep_presets import FINDINGS_RECORDS_DIR, PRESETS
 from ftbench.verdicts import NOT_MEASURED, RULES
 
 CHARTS_DIR = "findings"  # beside the document
+CHART_NAMES = ("curves_*.png", "pareto_*.png")  # what charts() writes there
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,10 @@ def load_sweep(spec: FindingsSweep, sweeps_dir: str) -> LoadedSweep:
     if os.path.isdir(os.path.join(folder, "lr_search", "runs")):
         loaded.search_runs = [r for r in load_runs(os.path.join(folder, "lr_search"))
                               if r["run_info"].get("status") == "completed"]
-    manifest = os.path.join(folder, "benchmark.json")
-    if os.path.isfile(manifest):
-        with open(manifest, encoding="utf-8") as handle:
-            loaded.manifest = json.load(handle)
+    loaded.manifest = read_manifest(folder)
+    if loaded.manifest is None and os.path.exists(os.path.join(folder, MANIFEST_FILE)):
+        raise ResultsError(f"{os.path.join(folder, MANIFEST_FILE)} cannot be read; restore it from the sweep's "
+                           "records (python -m ftbench.sweep_records) or re-run the sweep's command")
     return loaded
 
 
@@ -122,7 +124,11 @@ def sweeps_table(sweeps: dict) -> list[str]:
                     "completed cell's run over all its processes (a resumed run ran in several), a failed cell's "
                     "process. ≥: a lower bound, where a run had a process whose wall time is unknown (killed, or "
                     "from before interrupted runs kept it); of that process only what reached a checkpoint counts "
-                    "(`run_store.wall_time`). A sweep resumes where it stopped: re-run its command.", ""]
+                    "(`run_store.wall_time`). A sweep resumes where it stopped: re-run its command.", "",
+                    f"The sweeps' records (each completed run's results and test predictions, no models) are "
+                    f"committed in `{FINDINGS_RECORDS_DIR}/`, made by `python -m ftbench.sweep_records "
+                    f"results/benchmarks/findings_* {FINDINGS_RECORDS_DIR}`; copied back the same way, a sweep's "
+                    "command continues from them.", ""]
 
 
 def search_budgets(sweeps: dict) -> list[str]:
@@ -296,5 +302,12 @@ def write_findings(sweeps_dir: str, out_path: str, n_resamples: int, command: st
         os.makedirs(os.path.dirname(path), exist_ok=True)
         figure.savefig(path, dpi=100)
         plt.close(figure)
+    charts_dir, written = os.path.join(os.path.dirname(os.path.abspath(out_path)), CHARTS_DIR), set(map(
+        os.path.normpath, figures))
+    for pattern in CHART_NAMES:  # a chart of runs no longer there must not outlive them
+        for path in glob.glob(os.path.join(glob.escape(charts_dir), pattern)):
+            if os.path.normpath(path) not in written:
+                os.remove(path)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)  # where no chart made it
     write_text_atomic(out_path, text)
     return out_path

@@ -59,8 +59,12 @@ def import_optuna():
     return optuna
 
 
+def study_file(sweep_folder: str) -> str:
+    return os.path.join(sweep_folder, SEARCH_FOLDERS["trial"], STUDY_FILE)
+
+
 def study_path(sweep: Sweep) -> str:
-    return os.path.join(sweep.folder, SEARCH_FOLDERS["trial"], STUDY_FILE)
+    return study_file(sweep.folder)
 
 
 def random_trials(trials: int) -> int:

@@ -7,9 +7,14 @@ experiments, the quick preset, and the full-scale sweeps behind docs/findings.md
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ftbench.registry import method_names
+
+# Where the findings_* sweeps' records (python -m ftbench.sweep_records: no models or checkpoints) are committed;
+# report.py --findings reads them by default.
+FINDINGS_RECORDS_DIR = os.path.join("results", "findings")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import benchmark  # noqa: E402
+from ftbench import sweep_records  # noqa: E402
 from ftbench.lr_search import choose_learning_rate, next_search_rate  # noqa: E402
 from ftbench.sweep_progress import Progress  # noqa: E402
 
@@ -257,6 +258,16 @@ def test_learning_rate_search_steps_past_its_edge_picks_the_best_rate_and_supers
     assert len(choice["candidates"]) > 2  # with two rates the best is always at an edge: at least one step
     (first_run,) = benchmark.find_runs(str(sweep)).values()
     assert first_run[0]["run_info"]["seed"] == 3 and not (sweep / "report.md").exists()
+    # The sweep's record alone (ftbench.sweep_records: no model, no checkpoint) resumes as the sweep would: every
+    # cell is found completed, nothing is searched or trained again, and the search's choice stands.
+    kept = tmp_path / "kept"
+    assert sweep_records.main([str(sweep), str(kept)]) == 0
+    capsys.readouterr()
+    assert benchmark.main([str(kept) if arg == str(tmp_path) else arg for arg in args]) == 0
+    out = capsys.readouterr().out
+    assert out.count("already completed") == len(choice["candidates"]) + 1 and " completed in " not in out
+    assert json.loads((kept / "lr" / "benchmark.json").read_text())["lr_search"] == json.loads(
+        (sweep / "benchmark.json").read_text())["lr_search"]
     # The chosen rate's search run now scores worst: the search chooses again, and the run made at the old rate
     # is moved aside and made anew at the new one.
     chosen = next(c for c in choice["candidates"] if c["learning_rate"] == choice["chosen_learning_rate"])

@@ -5,13 +5,16 @@ verdict rules on their own."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import report
-from ftbench import verdicts
+from ftbench import sweep_records, verdicts
 from ftbench.run_store import load_runs, timing_setup
 from ftbench.verdicts import Interval
 
@@ -82,9 +85,13 @@ def verdict_rows(text: str) -> list[list[str]]:
 
 def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_path):
     out = tmp_path / "docs" / "findings.md"
+    (tmp_path / "docs" / "findings").mkdir(parents=True)
+    (tmp_path / "docs" / "findings" / "curves_imdb.png").write_bytes(b"a chart of runs no longer there")
     assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out),
                         "--n_resamples", "2000"]) == 0
     text = out.read_text()
+    charts = {path.name for path in (tmp_path / "docs" / "findings").iterdir()}
+    assert charts == set(re.findall(r"\]\(findings/(\w+\.png)\)", text)) and "curves_sst2.png" in charts
     rows = {row[3].split(":")[0]: (row[3].split(": ", 1)[1], row[4]) for row in verdict_rows(text)}
     # LoRA right on exactly the examples full is: every bootstrap difference is 0, the interval [0, 0].
     assert rows["SST-2, LoRA at its chosen rate vs full"] == ("+0.00 points [+0.00, +0.00]", "**confirmed**")
@@ -167,6 +174,18 @@ def test_the_readme_headline_is_the_findings_one_and_writes_nothing(sweeps, tmp_
     assert lines[2].startswith("Verdicts so far: C1 confirmed;")
     assert not (tmp_path / "docs").exists()
     assert report.main(["--headline"]) == 2
+    # No sweep made yet: a document that says so, in a folder made for it.
+    (tmp_path / "no_sweeps").mkdir()
+    fresh = tmp_path / "fresh" / "findings.md"
+    assert report.main(["--findings", "--sweeps_dir", str(tmp_path / "no_sweeps"), "--findings_file", str(fresh)]) == 0
+    assert "**In short.** No claim is measured yet: all 16 measurements await their sweeps." in fresh.read_text()
+    # A folder that is not there, or a sweep whose benchmark.json cannot be read: one line, and nothing written.
+    out = tmp_path / "docs" / "findings.md"
+    assert report.main(["--findings", "--sweeps_dir", str(tmp_path / "nowhere"), "--findings_file", str(out)]) == 2
+    assert "nowhere does not exist; give --sweeps_dir" in capsys.readouterr().err
+    (sweeps / "findings_sst2" / "benchmark.json").write_text("{")
+    assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out)]) == 2
+    assert "benchmark.json cannot be read; restore it" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.parametrize("low, high, margin, expected", [
@@ -284,3 +303,77 @@ def test_every_method_counts_for_c7_under_its_label_with_two_seeds_each():
     assert row["verdict"] == "confirmed" and row["measured"].startswith("15 of 15 methods with 2 or more seeds")
     groups["mlm+full"] = groups["mlm+full"][:1]
     assert template_claim(groups)["rows"][0]["verdict"] == "not measured yet"
+
+
+def test_a_sweeps_record_alone_gives_the_same_findings_and_holds_nothing_heavy(sweeps, tmp_path, capsys):
+    """python -m ftbench.sweep_records: the completed runs' results, predictions and logs, each sweep's
+    benchmark.json and Optuna study are copied; models, checkpoints, cell logs, unfinished and superseded runs are
+    not; the findings made from the copy are the findings made from the sweeps."""
+    sst2, doc_rate = sweeps / "findings_sst2", sweeps / "findings_sst2_lora_5e-4"
+    (doc_rate / "benchmark.json").write_text(json.dumps({"cells": []}))
+    first = sorted((sst2 / "runs").iterdir())[0]
+    (first / "model").mkdir()
+    (first / "model" / "model.safetensors").write_bytes(b"weights")
+    (first / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (first / "training_log.txt").write_text("step 5: loss 0.69\n")
+    results = json.loads((first / "results.json").read_text())
+    for folder, status in ((sst2 / "lr_search" / "runs" / "search-run", "completed"),
+                           (sst2 / "optuna_search" / "runs" / "trial-run", "completed"),
+                           (sst2 / "runs" / "20261204-120000_lora_findings_sst2_seed4", "interrupted"),
+                           (sst2 / "superseded" / "old-run", "completed")):
+        folder.mkdir(parents=True)
+        results["run_info"]["status"] = status
+        (folder / "results.json").write_text(json.dumps(results))
+    (sst2 / "runs" / "broken-run").mkdir()
+    (sst2 / "runs" / "broken-run" / "results.json").write_text("{")
+    with sqlite3.connect(sst2 / "optuna_search" / "optuna.db") as study:
+        study.execute("create table trials (number integer)")
+        study.execute("insert into trials values (7)")
+    (sst2 / "logs").mkdir()
+    (sst2 / "logs" / "full-sst2-minilm-seed1.log").write_text("progress\n")
+    records = tmp_path / "records"
+
+    assert sweep_records.main([str(sst2), str(doc_rate), str(records)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"findings_sst2: 11 completed run(s) copied to {records / 'findings_sst2'}"
+    assert out[1] == "  not completed, left out: runs/20261204-120000_lora_findings_sst2_seed4"
+    assert out[2].startswith("  unreadable, left out: runs/broken-run (") and "is not valid JSON" in out[2]
+    assert out[3:] == [f"findings_sst2_lora_5e-4: 3 completed run(s) copied to {records / doc_rate.name}",
+                       "copied: results, test predictions, training logs, benchmark.json (no model, checkpoint or "
+                       "cell log)"]
+    copied = {str(path.relative_to(records)) for path in records.rglob("*") if path.is_file()}
+    runs = [path.relative_to(sweeps) for path in sweeps.glob("*/runs/2026120[123]-*")]
+    assert len(runs) == 12 and copied == (
+        {f"{run}/{name}" for run in runs for name in ("results.json", "test_predictions.json")}
+        | {f"findings_sst2/runs/{first.name}/training_log.txt", "findings_sst2/lr_search/runs/search-run/results.json",
+           "findings_sst2/optuna_search/runs/trial-run/results.json", "findings_sst2/optuna_search/optuna.db",
+           "findings_sst2/benchmark.json", "findings_sst2_lora_5e-4/benchmark.json"})
+    with sqlite3.connect(records / "findings_sst2" / "optuna_search" / "optuna.db") as study:
+        assert study.execute("select number from trials").fetchall() == [(7,)]
+
+    documents = []
+    for folder in (sweeps, records):
+        out_path = tmp_path / f"{folder.name}.md"
+        assert report.main(["--findings", "--sweeps_dir", str(folder), "--findings_file", str(out_path),
+                            "--n_resamples", "2000"]) == 0
+        documents.append(out_path.read_text().replace(str(folder), "SWEEPS"))
+    assert documents[0] == documents[1] and "**confirmed**" in documents[0]
+    capsys.readouterr()
+
+    # A run the sweep moved aside is moved aside in the records too; records that hold a run the sweep knows
+    # nothing of (a sweep not continued from them) are refused whole, and so is a copy into the sweep itself.
+    first.rename(sst2 / "superseded" / first.name)
+    assert sweep_records.main([str(sst2), str(records)]) == 0
+    assert capsys.readouterr().out.splitlines()[3] == (f"  moved aside by the sweep, moved to superseded/ in the "
+                                                       f"records: runs/{first.name}")
+    assert sorted(path.name for path in (records / "findings_sst2" / "superseded").iterdir()) == [first.name]
+    shutil.rmtree(sst2 / "lr_search")
+    before = sorted(records.rglob("*"))
+    assert sweep_records.main([str(sst2), str(records)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: the records hold runs their sweep does not (") and "search-run" in error
+    assert sorted(records.rglob("*")) == before
+    assert sweep_records.main([str(sst2), str(sweeps)]) == 2
+    assert "would be copied into itself" in capsys.readouterr().err
+    assert sweep_records.main([str(sweeps), str(records)]) == 2
+    assert "is not a sweep's folder (no benchmark.json)" in capsys.readouterr().err
