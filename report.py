@@ -258,13 +258,13 @@ def write_findings_command(args, argv: list[str]) -> int:
         print("error: --findings takes only --sweeps_dir, --findings_file, --headline and --n_resamples",
               file=sys.stderr)
         return 2
-    from ftbench.findings import headline_block, write_findings
-
-    command = shlex.join(["python", "report.py", *argv])
-    if not os.path.isdir(args.sweeps_dir):
+    if not os.path.isdir(args.sweeps_dir):  # before the findings' imports: a typo answers at once
         print(f"error: {args.sweeps_dir} does not exist; give --sweeps_dir the folder of the findings_* sweeps or "
               "of their records; nothing written", file=sys.stderr)
         return 2
+    from ftbench.findings import headline_block, write_findings
+
+    command = shlex.join(["python", "report.py", *argv])
     try:
         if args.headline:
             print(headline_block(args.sweeps_dir, args.n_resamples, command), end="")

@@ -302,12 +302,12 @@ def write_findings(sweeps_dir: str, out_path: str, n_resamples: int, command: st
         os.makedirs(os.path.dirname(path), exist_ok=True)
         figure.savefig(path, dpi=100)
         plt.close(figure)
-    charts_dir, written = os.path.join(os.path.dirname(os.path.abspath(out_path)), CHARTS_DIR), set(map(
-        os.path.normpath, figures))
+    doc_dir = os.path.dirname(os.path.abspath(out_path))
+    charts_dir, written = os.path.join(doc_dir, CHARTS_DIR), set(map(os.path.normpath, figures))
     for pattern in CHART_NAMES:  # a chart of runs no longer there must not outlive them
         for path in glob.glob(os.path.join(glob.escape(charts_dir), pattern)):
             if os.path.normpath(path) not in written:
                 os.remove(path)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)  # where no chart made it
+    os.makedirs(doc_dir, exist_ok=True)  # where no chart made it
     write_text_atomic(out_path, text)
     return out_path

@@ -43,6 +43,11 @@ class SweepCopy:
     unknown: list = field(default_factory=list)  # records of runs the sweep does not hold: the copy is refused
 
 
+def sweep_name(sweep_dir: str) -> str:
+    """The name a sweep's records go under: its folder's."""
+    return os.path.basename(os.path.normpath(sweep_dir))
+
+
 def run_folders(sweep_dir: str) -> list[str]:
     """The run folders of a sweep and of its searches, relative to it (not superseded/ or anything else)."""
     found = [folder for sub in ("", *SEARCH_FOLDERS.values())
@@ -91,7 +96,7 @@ def check_folders(sweeps: list[str], records_dir: str) -> str | None:
     """Why the copy cannot be made, or None."""
     if os.path.exists(records_dir) and not os.path.isdir(records_dir):
         return f"{records_dir} is a file; name a folder for the records"
-    names = [os.path.basename(os.path.normpath(sweep)) for sweep in sweeps]
+    names = [sweep_name(sweep) for sweep in sweeps]
     for sweep, name in zip(sweeps, names):
         if not os.path.isfile(os.path.join(sweep, MANIFEST_FILE)):
             return (f"{sweep} is not a sweep's folder (no {MANIFEST_FILE}); name the folders benchmark.py made, "
@@ -105,8 +110,7 @@ def check_folders(sweeps: list[str], records_dir: str) -> str | None:
 
 
 def report_lines(plan: SweepCopy) -> list[str]:
-    name = os.path.basename(os.path.normpath(plan.source))
-    lines = [f"{name}: {len(plan.copied)} completed run(s) copied to {plan.dest}"]
+    lines = [f"{sweep_name(plan.source)}: {len(plan.copied)} completed run(s) copied to {plan.dest}"]
     for label, runs in (("not completed, left out", plan.left_out), ("unreadable, left out", plan.unreadable),
                         (f"moved aside by the sweep, moved to {SUPERSEDED_DIR}/ in the records", plan.superseded)):
         lines += [f"  {label}: {', '.join(runs)}"] if runs else []
@@ -119,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("records_dir", metavar="RECORDS_DIR", help="each SWEEP's records go to RECORDS_DIR/<its name>")
     args = parser.parse_args(argv)
     problem = check_folders(args.sweeps, args.records_dir)
-    plans = [] if problem else [plan_copy(sweep, os.path.join(args.records_dir, os.path.basename(
-        os.path.normpath(sweep)))) for sweep in args.sweeps]
+    plans = [] if problem else [plan_copy(sweep, os.path.join(args.records_dir, sweep_name(sweep)))
+                                for sweep in args.sweeps]
     unknown = [f"{plan.dest}: {', '.join(plan.unknown)}" for plan in plans if plan.unknown]
     problem = problem or (unknown and f"the records hold runs their sweep does not ({'; '.join(unknown)}): the "
                                       "sweep was not continued from these records; copy it to a folder of its own")
