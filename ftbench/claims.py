@@ -14,7 +14,8 @@ from ftbench.sweep_presets import PRESETS
 from ftbench.verdicts import NOT_MEASURED, Interval
 
 DIFFERS = ("the model is all-MiniLM-L6-v2 (22.7M parameters, 6 layers, 384 wide) instead of DistilBERT, BERT-base "
-           "or klue/roberta-base; training is on a 2-core CPU in bf16 autocast where the CPU has it, not on a GPU; "
+           "or klue/roberta-base; training is on a 2-core CPU, not on a GPU, in bf16 autocast where the CPU has it and "
+           "fp32 where not (the sweeps table says which); "
            "each method's learning rate was chosen on validation (one seed) instead of fixed, batch 32")
 
 

@@ -63,6 +63,9 @@ def schedule_note(runs: list[dict]) -> str | None:
 
 def epochs_row(label: str, runs: list[dict]) -> str:
     bests = ", ".join(f"{round(epoch, 1):g}" for epoch in map(best_epoch, runs) if epoch is not None) or "–"
+    # Side by side, a seed that learned slowly or not at all shows against its siblings.
+    peaks = ", ".join(f"{max(accuracy for _, accuracy in points):.3f}"
+                      for points in map(validation_points, runs) if points) or "–"
     # A run that learned nothing stays flat at the majority class: not a sign that training had run its course.
     learning = [run for run in runs if not learned_nothing(run)]
     gains = [gain for gain in map(last_epoch_gain_points, learning) if gain is not None]
@@ -73,12 +76,12 @@ def epochs_row(label: str, runs: list[dict]) -> str:
         state = "**still rising**: more epochs may help" if mean > NO_EFFECT["points"] else "stopped rising"
     if len(learning) < len(runs):
         gain += f" ({len(runs) - len(learning)} of {len(runs)} runs learned nothing, left out)"
-    return f"| {label} | {runs[0]['train_info']['epochs']:g} | {bests} | {gain} | {state} |"
+    return f"| {label} | {runs[0]['train_info']['epochs']:g} | {bests} | {peaks} | {gain} | {state} |"
 
 
 def epochs_table(groups: dict) -> list[str]:
-    """{method label: runs} -> a Markdown table: epochs, where validation accuracy peaked, what the last epoch
-    added, and whether it stopped rising (RULE)."""
-    lines = ["| Method | Epochs | Epoch of best validation accuracy (per seed) | Last epoch's gain (points, mean) "
-             "| Validation accuracy |", "|---|---|---|---|---|"]
+    """{method label: runs} -> a Markdown table: epochs, where and how high validation accuracy peaked, what the
+    last epoch added, and whether it stopped rising (RULE)."""
+    lines = ["| Method | Epochs | Epoch of best validation accuracy (per seed) | Best validation accuracy (per seed) "
+             "| Last epoch's gain (points, mean) | Validation accuracy |", "|---|---|---|---|---|---|"]
     return lines + [epochs_row(label, runs) for label, runs in groups.items()] + [""]

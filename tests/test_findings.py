@@ -229,11 +229,11 @@ def test_enough_epochs_says_where_validation_accuracy_peaked_and_whether_it_stil
     stuck = run_with_curve([0.6] * 6, test_accuracy=0.6)
     table = epochs_table({"full": [late, early, middle], "lora": [late, rising, stuck], "prefix": [one_epoch],
                           "qlora": [stuck, stuck]})
-    assert table[2:] == ["| full | 3 | 3, 2, 2.5 | +0.00 | stopped rising |",
-                         "| lora | 3 | 3, 3, 0.5 | +0.90 (1 of 3 runs learned nothing, left out) | **still rising**: "
-                         "more epochs may help |",
-                         "| prefix | 1 | 1 | – | too short to tell |",
-                         "| qlora | 3 | 0.5, 0.5 | – (2 of 2 runs learned nothing, left out) | "
+    assert table[2:] == ["| full | 3 | 3, 2, 2.5 | 0.810, 0.820, 0.820 | +0.00 | stopped rising |",
+                         "| lora | 3 | 3, 3, 0.5 | 0.810, 0.808, 0.600 | +0.90 (1 of 3 runs learned nothing, left out) "
+                         "| **still rising**: more epochs may help |",
+                         "| prefix | 1 | 1 | 0.700 | – | too short to tell |",
+                         "| qlora | 3 | 0.5, 0.5 | 0.600, 0.600 | – (2 of 2 runs learned nothing, left out) | "
                          "no run learned anything |",
                          ""]
 
