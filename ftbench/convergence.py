@@ -31,10 +31,15 @@ def validation_points(run: dict) -> list[tuple[float, float]]:
             if entry.get("val_accuracy") is not None]
 
 
-def best_epoch(run: dict) -> float | None:
-    """The epoch of the first evaluation that reached the run's highest validation accuracy."""
+def best_point(run: dict) -> tuple[float, float] | None:
+    """(epoch, validation accuracy) of the first evaluation that reached the run's highest validation accuracy."""
     points = validation_points(run)
-    return max(points, key=lambda point: (point[1], -point[0]))[0] if points else None
+    return max(points, key=lambda point: (point[1], -point[0])) if points else None
+
+
+def best_epoch(run: dict) -> float | None:
+    point = best_point(run)
+    return point[0] if point else None
 
 
 def last_epoch_gain_points(run: dict) -> float | None:
@@ -64,8 +69,7 @@ def schedule_note(runs: list[dict]) -> str | None:
 def epochs_row(label: str, runs: list[dict]) -> str:
     bests = ", ".join(f"{round(epoch, 1):g}" for epoch in map(best_epoch, runs) if epoch is not None) or "–"
     # Side by side, a seed that learned slowly or not at all shows against its siblings.
-    peaks = ", ".join(f"{max(accuracy for _, accuracy in points):.3f}"
-                      for points in map(validation_points, runs) if points) or "–"
+    peaks = ", ".join(f"{point[1]:.3f}" for point in map(best_point, runs) if point) or "–"
     # A run that learned nothing stays flat at the majority class: not a sign that training had run its course.
     learning = [run for run in runs if not learned_nothing(run)]
     gains = [gain for gain in map(last_epoch_gain_points, learning) if gain is not None]
