@@ -438,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         except report.ReportError as error:
             print(f"error: no report: {error}", file=sys.stderr)
             return status or 1
+        except KeyboardInterrupt:  # the cells are kept; only the report is missing (it is written atomically)
+            print(f"interrupted while writing the report; write it with: python report.py --results_dir "
+                  f"{sweep.folder}", file=sys.stderr)
+            return 130
     return status
 
 

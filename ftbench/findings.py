@@ -261,12 +261,12 @@ def what_to_use(sweeps: dict) -> list[str]:
     return lines or ["Not measured yet: run the findings_phrasebank sweep.", ""]
 
 
-def findings_document(sweeps_dir: str, out_path: str, n_resamples: int, command: str) -> tuple[str, dict]:
-    """The document's Markdown and its charts {path: figure}, from the sweeps under sweeps_dir."""
+def findings_document(sweeps_dir: str, doc_dir: str, n_resamples: int, command: str) -> tuple[str, dict]:
+    """The document's Markdown and its charts {path: figure} (under doc_dir), from the sweeps under sweeps_dir."""
     sweeps = {spec.key: load_sweep(spec, sweeps_dir) for spec in SWEEPS}
     every_run = [run for loaded in sweeps.values() for run in loaded.runs]
     results = claims(sweeps, n_resamples)
-    chart_lines, figures = charts(sweeps, os.path.dirname(os.path.abspath(out_path)))
+    chart_lines, figures = charts(sweeps, doc_dir)
     phrasebank = sweeps["phrasebank"].groups
     lines = ["# Findings: the design documents' claims, re-tested at full scale", "",
              generated_line(command, every_run), "", f"**In short.** {headline(results)}", "",
@@ -297,12 +297,12 @@ def headline_block(sweeps_dir: str, n_resamples: int, command: str) -> str:
 def write_findings(sweeps_dir: str, out_path: str, n_resamples: int, command: str) -> str:
     from ftbench.chart_style import plt
 
-    text, figures = findings_document(sweeps_dir, out_path, n_resamples, command)
+    doc_dir = os.path.dirname(os.path.abspath(out_path))
+    text, figures = findings_document(sweeps_dir, doc_dir, n_resamples, command)
     for path, figure in figures.items():
         os.makedirs(os.path.dirname(path), exist_ok=True)
         figure.savefig(path, dpi=100)
         plt.close(figure)
-    doc_dir = os.path.dirname(os.path.abspath(out_path))
     charts_dir, written = os.path.join(doc_dir, CHARTS_DIR), set(map(os.path.normpath, figures))
     for pattern in CHART_NAMES:  # a chart of runs no longer there must not outlive them
         for path in glob.glob(os.path.join(glob.escape(charts_dir), pattern)):

@@ -84,6 +84,20 @@ def test_bad_input_is_refused_with_one_line_before_anything_runs(arguments, mess
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_a_stop_while_the_report_is_written_says_how_to_write_it(tmp_path, monkeypatch, capsys):
+    import report
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(benchmark, "execute", lambda sweep, launch, dry_run: 0)  # every cell completed
+    monkeypatch.setattr(report, "write_report", stopped)
+    status = benchmark.main(["--methods", "lora", "--name", "done", "--output_dir", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert status == 130 and error == ("interrupted while writing the report; write it with: python report.py "
+                                       f"--results_dir {tmp_path / 'done'}\n")
+
+
 def test_choose_learning_rate_by_validation_accuracy_then_loss():
     candidates = [{"learning_rate": 1e-4, "best_val_accuracy": 0.80, "best_val_loss": 0.50},
                   {"learning_rate": 1e-3, "best_val_accuracy": 0.85, "best_val_loss": 0.45},
