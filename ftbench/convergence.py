@@ -37,11 +37,6 @@ def best_point(run: dict) -> tuple[float, float] | None:
     return max(points, key=lambda point: (point[1], -point[0])) if points else None
 
 
-def best_epoch(run: dict) -> float | None:
-    point = best_point(run)
-    return point[0] if point else None
-
-
 def last_epoch_gain_points(run: dict) -> float | None:
     """The last evaluation's validation accuracy minus the best one at least an epoch earlier, in points; None for a
     run of one epoch or less (nothing to compare with)."""
@@ -67,9 +62,10 @@ def schedule_note(runs: list[dict]) -> str | None:
 
 
 def epochs_row(label: str, runs: list[dict]) -> str:
-    bests = ", ".join(f"{round(epoch, 1):g}" for epoch in map(best_epoch, runs) if epoch is not None) or "–"
+    points = [point for point in map(best_point, runs) if point]
+    bests = ", ".join(f"{round(epoch, 1):g}" for epoch, _ in points) or "–"
     # Side by side, a seed that learned slowly or not at all shows against its siblings.
-    peaks = ", ".join(f"{point[1]:.3f}" for point in map(best_point, runs) if point) or "–"
+    peaks = ", ".join(f"{accuracy:.3f}" for _, accuracy in points) or "–"
     # A run that learned nothing stays flat at the majority class: not a sign that training had run its course.
     learning = [run for run in runs if not learned_nothing(run)]
     gains = [gain for gain in map(last_epoch_gain_points, learning) if gain is not None]

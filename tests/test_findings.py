@@ -215,12 +215,12 @@ def run_with_curve(curve: list[float], epochs: float = 3.0, test_accuracy: float
 
 
 def test_enough_epochs_says_where_validation_accuracy_peaked_and_whether_it_still_rose():
-    from ftbench.convergence import best_epoch, epochs_table, last_epoch_gain_points
+    from ftbench.convergence import best_point, epochs_table, last_epoch_gain_points
 
     late = run_with_curve([0.6, 0.7, 0.75, 0.80, 0.79, 0.81])  # the last epoch added 0.81 - 0.80
     early = run_with_curve([0.6, 0.7, 0.75, 0.82, 0.79, 0.80])  # peaked at epoch 2, then fell 2 points
     middle = run_with_curve([0.6, 0.7, 0.75, 0.80, 0.82, 0.81])  # peaked at epoch 2.5041, shown as 2.5
-    assert best_epoch(late) == 3.0 and best_epoch(early) == 2.0
+    assert best_point(late)[0] == 3.0 and best_point(early)[0] == 2.0
     assert last_epoch_gain_points(late) == pytest.approx(1.0) and last_epoch_gain_points(early) == pytest.approx(-2.0)
     rising = run_with_curve([0.6, 0.7, 0.75, 0.80, 0.80, 0.808])
     one_epoch = run_with_curve([0.6, 0.7], epochs=1.0)
