@@ -9,7 +9,7 @@ from ftbench.machine_load import timing_conditions, timing_setups
 from ftbench.paired import compare_pairs, figure_on_test, runs_by_seed
 from ftbench.report_tables import format_p, mcnemar_text, mean_std
 from ftbench.run_groups import runs_in
-from ftbench.run_store import peak_memory, timing_setup, train_time
+from ftbench.run_store import peak_memory, time_setup, timing_setup, train_time
 from ftbench.sweep_presets import PRESETS
 from ftbench.verdicts import NOT_MEASURED, Interval
 
@@ -33,12 +33,12 @@ def accuracy_comparisons(groups: dict, reference: str, n_resamples: int) -> dict
     return results
 
 
-def seed_pairs(runs: list[dict], reference: list[dict], same_setup: bool) -> tuple[list[tuple], int]:
-    """(run, reference run) of each seed both have, and how many were left out because, where same_setup, the
-    two trained on different machines or precisions (their times and memory do not compare)."""
+def seed_pairs(runs: list[dict], reference: list[dict], setup_of=None) -> tuple[list[tuple], int]:
+    """(run, reference run) of each seed both have, and how many were left out because, where setup_of is given
+    (run_store.timing_setup for memory, time_setup for time), the two runs' setups differ or one has none."""
     ours, theirs = runs_by_seed(runs), runs_by_seed(reference)
     pairs = [(ours[seed], theirs[seed]) for seed in ours if seed in theirs]
-    kept = [(a, b) for a, b in pairs if not same_setup or timing_setup(a) == timing_setup(b)]
+    kept = [(a, b) for a, b in pairs if setup_of is None or setup_of(a) is not None and setup_of(a) == setup_of(b)]
     return kept, len(pairs) - len(kept)
 
 
@@ -128,12 +128,12 @@ def accuracy_row(what: str, label: str, reference: str, groups: dict, comparison
 
 
 def paired_row(what: str, runs: list | None, reference: list | None, value, relative: bool, claimed_sign: int,
-               spec: str, same_setup: bool = False) -> dict:
-    """A row of a claim on time, memory or the gap: per-seed paired differences; for time and memory
-    (same_setup), only of seeds whose two runs trained on the same machine in the same precision."""
-    pairs, left_out = seed_pairs(runs or [], reference or [], same_setup)
+               spec: str, setup_of=None) -> dict:
+    """A row of a claim on time, memory or the gap: per-seed paired differences; for time and memory, only of
+    seeds whose two runs have one setup_of (seed_pairs)."""
+    pairs, left_out = seed_pairs(runs or [], reference or [], setup_of)
     measured = seed_paired(pairs, value, relative)
-    apart = f"; {left_out} seed(s) left out, their runs trained on different machines or precisions" \
+    apart = f"; {left_out} seed(s) left out, their runs trained on different machines (or boots) or precisions" \
         if left_out else ""
     if measured is None:
         return {"what": what, "measured": f"fewer than two seeds measured{apart}", "verdict": NOT_MEASURED,
@@ -214,9 +214,10 @@ def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
     rows = []
     for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
         lora, full = groups.get("lora"), groups.get("full")
-        rows += [paired_row(f"{name}, LoRA vs full, peak memory", lora, full, _memory, True, -1, ",.0f", True),
+        rows += [paired_row(f"{name}, LoRA vs full, peak memory", lora, full, _memory, True, -1, ",.0f",
+                            timing_setup),
                  paired_row(f"{name}, LoRA vs full, train time per epoch", lora, full, train_time_per_epoch, True,
-                            -1, ",.1f", True)]
+                            -1, ",.1f", time_setup)]
     sst2_epochs = epochs_trained(sst2, ["full", "lora"])
     cost_runs = [run for groups in (sst2, fpb) for method in ("lora", "full") for run in groups.get(method) or []]
     c2 = claim("C2", "LoRA needs less memory and time than full fine-tuning", "SST-2: -38% memory, -13% time; "

@@ -20,7 +20,7 @@ import resource
 import time
 from collections import Counter
 
-from ftbench.run_store import timing_setup
+from ftbench.run_store import boots_of, timing_setup
 
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal (guest time is inside user)
 NOTE_ABOVE_CORES = 0.25  # other work above this many cores on average is called out in the run's summary
@@ -132,6 +132,16 @@ def timing_conditions(runs: list[dict]) -> str:
 
 
 def timing_setups(runs: list[dict]) -> str:
-    """In words: the machines and precisions the runs trained on (run_store.timing_setup), with how many runs each."""
+    """In words: the machines and precisions the runs trained on (run_store.timing_setup), with how many runs each,
+    and in how many boots where the runs recorded them (machines of one name differ in speed)."""
     counts = Counter(timing_setup(run) for run in runs)
-    return ", ".join(f"{setup} ({n} run{'s' if n > 1 else ''})" for setup, n in sorted(counts.items())) or "no runs"
+    boots: dict = {}
+    for run in runs:
+        boots.setdefault(timing_setup(run), set()).update(boot for boot in boots_of(run) if boot)
+
+    def boot_count(setup: str) -> str:
+        n = len(boots[setup])
+        return f", {n} boot{'s' if n > 1 else ''}" if n else ""
+
+    return ", ".join(f"{setup} ({n} run{'s' if n > 1 else ''}{boot_count(setup)})"
+                     for setup, n in sorted(counts.items())) or "no runs"

@@ -27,6 +27,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def boot_id() -> str | None:
+    """This boot of this machine (Linux's random boot id), or None off Linux. Cloud machines that report the same
+    CPU name can differ twice over in speed; times compared with each other must come from one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
 def _installed_version(package: str) -> str | None:
     from importlib import metadata
 
@@ -60,6 +70,7 @@ def environment_info(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
         "hostname": socket.gethostname(),
+        "boot_id": boot_id(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
         "cuda_version": torch.version.cuda,

@@ -441,6 +441,24 @@ def timing_setup(run: dict) -> str:
     return f"{machine_of(run)} in {precision}"
 
 
+def boots_of(run: dict) -> list:
+    """The machine boot (boot_id) of each process that trained the run, the first and each resume's; None where a
+    process recorded none (before the record existed, or off Linux)."""
+    return [(run.get("meta_info") or {}).get("boot_id")] + [
+        resume.get("boot_id") for resume in run["run_info"].get("resumes") or []]
+
+
+def time_setup(run: dict) -> str | None:
+    """What a run's train time depends on besides its method: its timing_setup and the boot of the machine it
+    trained in (meta_info.boot_id, and each resume's): machines that report one CPU name can differ twice over in
+    speed. None where it trained in several boots (its time compares with no other run's); a run from before the
+    record has its timing_setup alone."""
+    boots = boots_of(run)
+    if all(boot is None for boot in boots):
+        return timing_setup(run)
+    return f"{timing_setup(run)}, boot {boots[0]}" if len(set(boots)) == 1 else None
+
+
 def hardware(run: dict) -> str:
     meta = run.get("meta_info") or {}
     return str(meta.get("device_name") or meta.get("device") or peak_memory(run)[1])

@@ -49,7 +49,7 @@ from ftbench.model_loading import (
     load_base_model,
     load_model_config,
 )
-from ftbench.provenance import command_line, environment_info, model_fingerprint
+from ftbench.provenance import boot_id, command_line, environment_info, model_fingerprint
 from ftbench.registry import Method, get_method, method_label
 from ftbench.resume import check_same_data, last_checkpoint, note_unfinished, resolve_recorded_paths, resume_request
 from ftbench.run_ending import summarise, write_outcome
@@ -239,7 +239,7 @@ def resumed_results(ctx: RunContext, now: str) -> dict:
     results = ctx.previous
     results["run_info"].setdefault("resumes", []).append({
         "started_at": now, "from_status": ctx.previous_status, "command": command_line(ctx.prog, ctx.argv),
-        "hostname": socket.gethostname(), "device": str(ctx.device)})
+        "hostname": socket.gethostname(), "boot_id": boot_id(), "device": str(ctx.device)})
     results["run_info"].update(status="running", error=None, finished_at=None, pid=os.getpid(),
                                hostname=socket.gethostname())
     return results

@@ -135,8 +135,10 @@ def search_cells(sweep: Sweep) -> list[Cell]:
 
 
 def run_cells(sweep: Sweep) -> list[Cell]:
+    """Seed by seed: a seed's methods train one after another, so that a stopped sweep has every method at its first
+    seeds, and the runs whose times a comparison pairs by seed train together, on one machine."""
     return [Cell("run", method, dataset, model, seed) for dataset in sweep.datasets for model in sweep.models
-            for method in sweep.methods for seed in sweep.seeds]
+            for seed in sweep.seeds for method in sweep.methods]
 
 
 def find_runs(output_dir: str) -> dict:

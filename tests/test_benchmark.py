@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import benchmark  # noqa: E402
-from ftbench import sweep_records  # noqa: E402
+from ftbench import provenance, sweep_records  # noqa: E402
 from ftbench.lr_search import choose_learning_rate, next_search_rate  # noqa: E402
 from ftbench.sweep_progress import Progress  # noqa: E402
 
@@ -32,7 +32,8 @@ def test_quick_preset_grid_and_commands(capsys):
     assert benchmark.main(["--preset", "quick", "--dry_run"]) == 0
     output = capsys.readouterr().out
     cells = cells_of(output)
-    assert cells == [f"{m}-tweets-minilm-seed{s}" for m in ("full", "lora", "prefix") for s in (1, 2, 3)]
+    # Seed by seed: each seed's methods one after another.
+    assert cells == [f"{m}-tweets-minilm-seed{s}" for s in (1, 2, 3) for m in ("full", "lora", "prefix")]
     line = next(line for line in output.splitlines() if line.startswith("lora-tweets-minilm-seed2:"))
     for part in ("python train_lora.py", "--seed 2", "--run_name lora-tweets-minilm-seed2", "--max_train_samples 1500",
                  "--learning_rate 3e-3", "--output_dir results/benchmarks/quick"):
@@ -161,8 +162,9 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     command = [sys.executable, str(ROOT / "benchmark.py"), "--methods", "full", "lora", "--models", tiny_bert,
                "--seeds", "1", "2", "--name", "resume", "--output_dir", str(tmp_path / "sweeps"),
                "--run_args", TINY_RUN]
-    first, killed, lora1, lora2 = (benchmark.Cell("run", method, "tweets", tiny_bert, seed).cell_id
-                                   for method in ("full", "lora") for seed in (1, 2))
+    # Seed by seed: full and LoRA at seed 1, then at seed 2; the sweep is killed in the second cell.
+    first, killed, full2, lora2 = (benchmark.Cell("run", method, "tweets", tiny_bert, seed).cell_id
+                                   for seed in (1, 2) for method in ("full", "lora"))
     with open(tmp_path / "first.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + 240
@@ -187,12 +189,16 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     assert f"{first}: already completed ({before[first][0][0]}), skipped" in result.stdout
     assert "[4/4]" in result.stdout and "remaining ≈" in result.stdout
     after = runs_by_cell(sweep)
-    assert set(after) == {first, killed, lora1, lora2}
+    assert set(after) == {first, killed, full2, lora2}
     assert after[first] == before[first]  # not run again
     # The killed cell's run continued in its own folder from its checkpoint (train_full.py --resume).
     assert after[killed] == [(before[killed][0][0], "completed")]
     resumed = benchmark.find_runs(str(sweep))[killed][0]["run_info"]
     assert [r["from_status"] for r in resumed["resumes"]] == ["interrupted"]
+    # Both processes trained in this boot of this machine, and say so: their times compare (run_store.time_setup).
+    boot = provenance.boot_id()
+    assert resumed["resumes"][0]["boot_id"] == boot
+    assert benchmark.find_runs(str(sweep))[killed][0]["meta_info"]["boot_id"] == boot
     for cell in after:
         assert [status for _, status in after[cell]].count("completed") == 1
     manifest = json.loads((sweep / "benchmark.json").read_text())

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import report
-from ftbench import sweep_records, verdicts
+from ftbench import provenance, sweep_records, verdicts
 from ftbench.run_store import load_runs, timing_setup
 from ftbench.verdicts import Interval
 
@@ -157,14 +157,47 @@ def test_time_and_memory_pair_only_seeds_trained_on_one_machine_in_one_precision
     half = 12.706204736174698 * np.std([-40, -39], ddof=1) / np.sqrt(2)
     assert rows["SST-2, LoRA vs full, peak memory"] == (f"-39.50% [{-39.5 - half:+.2f}, {-39.5 + half:+.2f}]",
                                                         "**confirmed**")
-    assert "| 2 seeds paired; 1 seed(s) left out, their runs trained on different machines or precisions |" in text
+    assert ("| 2 seeds paired; 1 seed(s) left out, their runs trained on different machines (or boots) or precisions |"
+            in text)
     here = sorted(setup for setup in {timing_setup(r) for r in load_runs(str(sweeps / "findings_sst2"))}
                   if not setup.startswith("Other CPU"))
     assert here and here[0].endswith(" in fp32")  # the suite's tests train in fp32 on any CPU
-    setups = sorted([("Other CPU (2 CPU cores, AVX512) in fp32", "1 run"), (here[0], "8 runs")])
+    boot = ", 1 boot" if provenance.boot_id() else ""  # each run's boot: the tiny run's, this machine's
+    setups = sorted([("Other CPU (2 CPU cores, AVX512) in fp32", f"1 run{boot}"), (here[0], f"8 runs{boot}")])
     assert f"| {', '.join(f'{setup} ({n})' for setup, n in setups)} |" in text  # SST-2's row of the sweeps table
     # The gap does not depend on the machine: all three seeds stay paired.
     assert "| SST-2, final gap, LoRA - full | " in text and text.count("| 3 seeds paired |") == 2
+
+
+def test_time_pairs_only_seeds_trained_in_one_boot_of_one_machine(sweeps, tmp_path):
+    """Machines that report one CPU name differ in speed. LoRA's seed 3 trained in another boot: time per epoch pairs
+    seeds 1 and 2 (-20% and -25.45%: LoRA 160/4 and 164/4 s against full 100/2 and 110/2), memory all three. Then full's
+    seed 1 resumed in another boot as well: its time pairs with nothing, leaving one seed, too few to measure."""
+    def edit(method: str, seed: int, change) -> None:
+        path = next((sweeps / "findings_sst2" / "runs").glob(f"*_{method}_findings_sst2_seed{seed}")) / "results.json"
+        run = json.loads(path.read_text())
+        change(run)
+        path.write_text(json.dumps(run))
+
+    def measured() -> dict:
+        out = tmp_path / "findings.md"
+        assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out),
+                            "--n_resamples", "200"]) == 0
+        return {row[3].split(":")[0]: row[3].split(": ", 1)[1] for row in verdict_rows(out.read_text())}
+
+    edit("lora", 3, lambda run: run["meta_info"].update(boot_id="another-boot"))
+    rows = measured()
+    differences = [-20.0, 100 * (41 - 55) / 55]
+    half = 12.706204736174698 * np.std(differences, ddof=1) / np.sqrt(2)
+    mean = np.mean(differences)
+    assert rows["SST-2, LoRA vs full, train time per epoch"] == f"{mean:+.2f}% [{mean - half:+.2f}, {mean + half:+.2f}]"
+    assert rows["SST-2, LoRA vs full, peak memory"] == "-39.00% [-41.48, -36.52]"  # -40, -39, -38: all 3 seeds
+    boots = "2 boots" if provenance.boot_id() else "1 boot"  # this one (where Linux gives it) and the other
+    assert f"in fp32 (9 runs, {boots}) |" in (tmp_path / "findings.md").read_text()  # the sweeps table says so
+    edit("full", 1, lambda run: run["run_info"]["resumes"].append({"from_status": "interrupted", "boot_id": "x"}))
+    assert measured()["SST-2, LoRA vs full, train time per epoch"] == (
+        "fewer than two seeds measured; 2 seed(s) left out, their runs trained on different machines (or boots) or "
+        "precisions")
 
 
 def test_the_readme_headline_is_the_findings_one_and_writes_nothing(sweeps, tmp_path, capsys):
