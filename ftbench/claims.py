@@ -9,7 +9,7 @@ from ftbench.machine_load import timing_conditions, timing_setups
 from ftbench.paired import compare_pairs, figure_on_test, runs_by_seed
 from ftbench.report_tables import format_p, mcnemar_text, mean_std
 from ftbench.run_groups import runs_in
-from ftbench.run_store import peak_memory, time_setup, timing_setup, train_time
+from ftbench.run_store import boot_setup, peak_memory, train_time
 from ftbench.sweep_presets import PRESETS
 from ftbench.verdicts import NOT_MEASURED, Interval
 
@@ -35,7 +35,7 @@ def accuracy_comparisons(groups: dict, reference: str, n_resamples: int) -> dict
 
 def seed_pairs(runs: list[dict], reference: list[dict], setup_of=None) -> tuple[list[tuple], int]:
     """(run, reference run) of each seed both have, and how many were left out because, where setup_of is given
-    (run_store.timing_setup for memory, time_setup for time), the two runs' setups differ or one has none."""
+    (run_store.boot_setup), the two runs' setups differ or one has none."""
     ours, theirs = runs_by_seed(runs), runs_by_seed(reference)
     pairs = [(ours[seed], theirs[seed]) for seed in ours if seed in theirs]
     kept = [(a, b) for a, b in pairs if setup_of is None or setup_of(a) is not None and setup_of(a) == setup_of(b)]
@@ -215,9 +215,9 @@ def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
     for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
         lora, full = groups.get("lora"), groups.get("full")
         rows += [paired_row(f"{name}, LoRA vs full, peak memory", lora, full, _memory, True, -1, ",.0f",
-                            timing_setup),
+                            boot_setup),
                  paired_row(f"{name}, LoRA vs full, train time per epoch", lora, full, train_time_per_epoch, True,
-                            -1, ",.1f", time_setup)]
+                            -1, ",.1f", boot_setup)]
     sst2_epochs = epochs_trained(sst2, ["full", "lora"])
     cost_runs = [run for groups in (sst2, fpb) for method in ("lora", "full") for run in groups.get(method) or []]
     c2 = claim("C2", "LoRA needs less memory and time than full fine-tuning", "SST-2: -38% memory, -13% time; "

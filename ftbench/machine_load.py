@@ -133,7 +133,7 @@ def timing_conditions(runs: list[dict]) -> str:
 
 def timing_setups(runs: list[dict]) -> str:
     """In words: the machines and precisions the runs trained on (run_store.timing_setup), with how many runs each,
-    and in how many boots where the runs recorded them (machines of one name differ in speed)."""
+    and in how many boots where the runs recorded them (one CPU name can be different hosts)."""
     counts = Counter(timing_setup(run) for run in runs)
     boots: dict = {}
     for run in runs:

@@ -435,8 +435,8 @@ def machine_of(run: dict) -> str:
 
 
 def timing_setup(run: dict) -> str:
-    """What the run's time and memory depend on besides its method: the machine and the precision it trained in
-    ('AMD EPYC (2 CPU cores, AVX2) in fp32'). Runs compared on time or memory must share it."""
+    """The kind of machine and the precision the run trained in ('AMD EPYC (2 CPU cores, AVX2) in fp32'). Runs
+    compared on time or memory must share more: boot_setup."""
     precision = (run["train_info"].get("pipeline") or {}).get("precision") or "an unrecorded precision"
     return f"{machine_of(run)} in {precision}"
 
@@ -448,11 +448,11 @@ def boots_of(run: dict) -> list:
         resume.get("boot_id") for resume in run["run_info"].get("resumes") or []]
 
 
-def time_setup(run: dict) -> str | None:
-    """What a run's train time depends on besides its method: its timing_setup and the boot of the machine it
-    trained in (meta_info.boot_id, and each resume's): machines that report one CPU name can differ twice over in
-    speed. None where it trained in several boots (its time compares with no other run's); a run from before the
-    record has its timing_setup alone."""
+def boot_setup(run: dict) -> str | None:
+    """What a run's train time and peak memory depend on besides its method: its timing_setup and the boot of the
+    machine it trained in (meta_info.boot_id, and each resume's): cloud machines that report one CPU name and vector
+    unit can be different hosts. None where it trained in several boots (it compares with no
+    other run); a run from before the record has its timing_setup alone."""
     boots = boots_of(run)
     if all(boot is None for boot in boots):
         return timing_setup(run)

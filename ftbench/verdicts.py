@@ -19,10 +19,9 @@ RULES = f"""\
   interval of the paired bootstrap over seeds and test examples (the statistics of `report.py`).
 - **Time, memory and the generalisation gap** have no test examples to resample: their intervals are 95%
   Student-t intervals of the per-seed differences (method minus reference, trained with the same seed), in
-  percent of the reference for time and memory, in loss units for the gap. Memory pairs only seeds whose two
-  runs trained on the same CPU (or GPU) in the same precision; time, only those that also trained in one boot of
-  one machine (`meta_info.boot_id`: machines reporting one CPU name differ in speed, up to twice over here; runs
-  recorded before it pair by the CPU's name).
+  percent of the reference for time and memory, in loss units for the gap. Time and memory pair only seeds
+  whose two runs trained in the same precision in one boot of one machine (`meta_info.boot_id`: cloud machines that
+  report one CPU name and vector unit can be different hosts; runs recorded before it pair by CPU and precision).
 - A claim that two methods are **alike** ("comes close", "within the error range", "matches") is
   **{CONFIRMED}** when the whole interval lies within ±m points (m = {CLOSE_MARGIN_POINTS:g} for "comes close",
   {EQUAL_MARGIN_POINTS:g} for "within the error range" and "matches"), **{NOT_CONFIRMED}** when the whole

@@ -195,7 +195,8 @@ def test_a_sweep_killed_mid_cell_resumes_without_losing_or_repeating_a_cell(tiny
     assert after[killed] == [(before[killed][0][0], "completed")]
     resumed = benchmark.find_runs(str(sweep))[killed][0]["run_info"]
     assert [r["from_status"] for r in resumed["resumes"]] == ["interrupted"]
-    # Both processes trained in this boot of this machine, and say so: their times compare (run_store.time_setup).
+    # Both processes trained in this boot of this machine, and say so: their times and memory compare
+    # (run_store.boot_setup).
     boot = provenance.boot_id()
     assert resumed["resumes"][0]["boot_id"] == boot
     assert benchmark.find_runs(str(sweep))[killed][0]["meta_info"]["boot_id"] == boot
