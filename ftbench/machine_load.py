@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections import Counter
 
 from ftbench.run_store import boots_of, timing_setup
 
@@ -134,14 +133,13 @@ def timing_conditions(runs: list[dict]) -> str:
 def timing_setups(runs: list[dict]) -> str:
     """In words: the machines and precisions the runs trained on (run_store.timing_setup), with how many runs each,
     and in how many boots where the runs recorded them (one CPU name can be different hosts)."""
-    counts = Counter(timing_setup(run) for run in runs)
-    boots: dict = {}
+    by_setup: dict = {}
     for run in runs:
-        boots.setdefault(timing_setup(run), set()).update(boot for boot in boots_of(run) if boot)
+        by_setup.setdefault(timing_setup(run), []).append(run)
 
-    def boot_count(setup: str) -> str:
-        n = len(boots[setup])
-        return f", {n} boot{'s' if n > 1 else ''}" if n else ""
+    def described(setup: str, group: list) -> str:
+        boots = len({boot for run in group for boot in boots_of(run) if boot})
+        return (f"{setup} ({len(group)} run{'s' if len(group) > 1 else ''}"
+                + (f", {boots} boot{'s' if boots > 1 else ''})" if boots else ")"))
 
-    return ", ".join(f"{setup} ({n} run{'s' if n > 1 else ''}{boot_count(setup)})"
-                     for setup, n in sorted(counts.items())) or "no runs"
+    return ", ".join(described(setup, by_setup[setup]) for setup in sorted(by_setup)) or "no runs"

@@ -28,8 +28,8 @@ def cpu_name() -> str:
 
 
 def boot_id() -> str | None:
-    """This boot of this machine (Linux's random boot id), or None off Linux. Cloud machines that report the same
-    CPU name can differ twice over in speed; times compared with each other must come from one boot."""
+    """This boot of this machine (Linux's random boot id), or None off Linux. Cloud machines that report one CPU
+    name and vector unit can be different hosts; times compared with each other must come from one boot."""
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
             return handle.read().strip() or None
