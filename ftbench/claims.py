@@ -9,10 +9,12 @@ from ftbench.machine_load import timing_conditions, timing_setups
 from ftbench.paired import compare_pairs, figure_on_test, runs_by_seed
 from ftbench.report_tables import format_p, mcnemar_text, mean_std
 from ftbench.run_groups import runs_in
-from ftbench.run_store import boot_setup, peak_memory, train_time
+from ftbench.run_store import boot_setup, peak_memory, precision_of, train_time
 from ftbench.sweep_presets import PRESETS
 from ftbench.verdicts import NOT_MEASURED, Interval
 
+# The findings sweeps' presets (benchmark.py --preset NAME), which are also their folders' names.
+SST2, SST2_DOC_RATE, FPB, IMDB = "findings_sst2", "findings_sst2_lora_5e-4", "findings_phrasebank", "findings_imdb"
 DIFFERS = ("the model is all-MiniLM-L6-v2 (22.7M parameters, 6 layers, 384 wide) instead of DistilBERT, BERT-base "
            "or klue/roberta-base; training is on a 2-core CPU, not on a GPU, in bf16 autocast where the CPU has it and "
            "fp32 where not (the sweeps table says which); "
@@ -38,8 +40,13 @@ def seed_pairs(runs: list[dict], reference: list[dict], setup_of=None) -> tuple[
     (run_store.boot_setup), the two runs' setups differ or one has none."""
     ours, theirs = runs_by_seed(runs), runs_by_seed(reference)
     pairs = [(ours[seed], theirs[seed]) for seed in ours if seed in theirs]
-    kept = [(a, b) for a, b in pairs if setup_of is None or setup_of(a) is not None and setup_of(a) == setup_of(b)]
+    kept = [(a, b) for a, b in pairs if setup_of is None or same_setup(setup_of(a), setup_of(b))]
     return kept, len(pairs) - len(kept)
+
+
+def same_setup(setup, other) -> bool:
+    """Whether two runs' setups are known and equal (a run without one pairs with nothing)."""
+    return setup is not None and setup == other
 
 
 def seed_paired(pairs: list[tuple], value, relative: bool) -> tuple[Interval, int] | None:
@@ -100,7 +107,7 @@ def imdb_budget(groups: dict) -> str:
     preset's options): '5,000 of the 22,500 training reviews for 2 epochs, ...'."""
     runs = runs_in(groups)
     if not runs:
-        return f"its preset's `{PRESETS['findings_imdb'].run_args}`"
+        return f"its preset's `{PRESETS[IMDB].run_args}`"
     data = runs[0]["run_info"]["data"]
     used, whole = data["split_sizes"], data["split_sizes_before_subsetting"]
     return (f"{used['train']:,} of the {whole['train']:,} training reviews for {epochs_trained(groups, list(groups))}"
@@ -113,6 +120,13 @@ def instead_of_ten(groups: dict, labels: list[str]) -> str:
     return f"; {trained} instead of the documents' 10" if trained else ""
 
 
+def precisions_apart(groups: dict, label: str, reference: str) -> str:
+    """'; lora (lr 5e-4) trained in fp32, full in bf16' where the two groups' runs trained in different precisions
+    (sweeps run on different machines), else ''."""
+    ours, theirs = ("/".join(sorted({precision_of(run) for run in groups[name]})) for name in (label, reference))
+    return "" if ours == theirs else f"; {label} trained in {ours}, {reference} in {theirs}"
+
+
 def accuracy_row(what: str, label: str, reference: str, groups: dict, comparisons: dict, verdict_of) -> dict:
     """A row of a claim: the method against the reference on test accuracy."""
     result = comparisons.get(label)
@@ -120,9 +134,10 @@ def accuracy_row(what: str, label: str, reference: str, groups: dict, comparison
         return {"what": what, "measured": "fewer than two seeds measured", "verdict": NOT_MEASURED, "detail": None}
     boot = result["bootstrap"]
     resolution = 1 / boot["n_resamples"]
-    return {"what": what, "measured": f"{result['interval'].text()}", "verdict": verdict_of(result["interval"]),
+    measured = result["interval"].text() + precisions_apart(groups, label, reference)
+    return {"what": what, "measured": measured, "verdict": verdict_of(result["interval"]),
             "detail": f"| {what} | {_mean_std(groups[label], accuracy, '.2f')} | "
-                      f"{_mean_std(groups[reference], accuracy, '.2f')} | {result['interval'].text()} | "
+                      f"{_mean_std(groups[reference], accuracy, '.2f')} | {measured} | "
                       f"{format_p(boot['p_value'], resolution)} (Holm {format_p(result['holm_p'], resolution)}) | "
                       f"{mcnemar_text(result)} | {verdict_of(result['interval'])} |"}
 
@@ -150,12 +165,15 @@ DETAIL_HEADER = ["| comparison | method (mean ± std) | reference (mean ± std) 
                  "|---|---|---|---|---|---|---|"]
 
 
-def claim(claim_id: str, text: str, documents: str, rows: list[dict], needs: list[str], differs: str) -> dict:
+def claim(claim_id: str, text: str, documents: str, rows: list[dict], differs: str) -> dict:
+    """A claim from its rows (each made by needing(), so that a row not measured yet names its sweeps' commands)."""
     details = [row["detail"] for row in rows if row["detail"]]
     lines = DETAIL_HEADER + details + [""] if details else []
-    missing = [row["what"] for row in rows if row["verdict"] == NOT_MEASURED]
+    missing = [row for row in rows if row["verdict"] == NOT_MEASURED]
     if missing:
-        lines += [f"Not measured yet: {', '.join(missing)}; run `{'`, `'.join(needs)}`.", ""]
+        commands = dict.fromkeys(command for row in missing for command in row["needs"])
+        lines += [f"Not measured yet: {', '.join(row['what'] for row in missing)}; run `{'`, `'.join(commands)}`.",
+                  ""]
     return {"id": claim_id, "claim": text, "documents": documents, "rows": rows, "details": lines,
             "differs": differs}
 
@@ -163,6 +181,11 @@ def claim(claim_id: str, text: str, documents: str, rows: list[dict], needs: lis
 def sweep_command(preset: str) -> str:
     """The command that makes (or resumes) a findings sweep."""
     return f"python benchmark.py --preset {preset} --data_dir ../shared/data"
+
+
+def needing(row: dict, *presets: str) -> dict:
+    """The row, with the commands of the sweeps that measure it."""
+    return {**row, "needs": [sweep_command(preset) for preset in presets]}
 
 
 def _memory(run: dict) -> float | None:
@@ -178,51 +201,47 @@ def lower(interval: Interval) -> str:
 
 
 def accuracy_claims(sst2: dict, sst2_cmp: dict, fpb: dict, fpb_cmp: dict, imdb: dict, imdb_cmp: dict) -> list[dict]:
-    sst2_cmds = [sweep_command("findings_sst2"), sweep_command("findings_sst2_lora_5e-4")]
-    fpb_cmd = sweep_command("findings_phrasebank")
     c1 = claim("C1", "LoRA comes close to full fine-tuning on SST-2", "DistilBERT, 10 epochs, lr 1e-5 (full) and "
                "5e-4 (LoRA); no LoRA figure given", [
-                   accuracy_row("SST-2, LoRA at its chosen rate vs full", "lora", "full", sst2, sst2_cmp,
-                                close(verdicts.CLOSE_MARGIN_POINTS)),
-                   accuracy_row("SST-2, LoRA at 5e-4 vs full", "lora (lr 5e-4)", "full", sst2, sst2_cmp,
-                                close(verdicts.CLOSE_MARGIN_POINTS))],
-               sst2_cmds, DIFFERS + instead_of_ten(sst2, ["full", "lora", "lora (lr 5e-4)"]))
+                   needing(accuracy_row("SST-2, LoRA at its chosen rate vs full", "lora", "full", sst2, sst2_cmp,
+                                        close(verdicts.CLOSE_MARGIN_POINTS)), SST2),
+                   needing(accuracy_row("SST-2, LoRA at 5e-4 vs full", "lora (lr 5e-4)", "full", sst2, sst2_cmp,
+                                        close(verdicts.CLOSE_MARGIN_POINTS)), SST2, SST2_DOC_RATE)],
+               DIFFERS + instead_of_ten(sst2, ["full", "lora", "lora (lr 5e-4)"]))
     c3 = claim("C3", "LoRA is within the error range of full fine-tuning", "NSMC, klue/roberta-base: 90.56 (full) vs "
                "90.39 (LoRA), -0.17 points", [
-                   accuracy_row("SST-2, LoRA vs full", "lora", "full", sst2, sst2_cmp,
-                                close(verdicts.EQUAL_MARGIN_POINTS)),
-                   accuracy_row("Financial PhraseBank, LoRA vs full", "lora", "full", fpb, fpb_cmp,
-                                close(verdicts.EQUAL_MARGIN_POINTS))],
-               sst2_cmds[:1] + [fpb_cmd], DIFFERS + "; NSMC needs a Korean model the offline machines lack, so the "
-               "claim is tested on SST-2 and Financial PhraseBank (the NSMC preset stays for GPU users)")
+                   needing(accuracy_row("SST-2, LoRA vs full", "lora", "full", sst2, sst2_cmp,
+                                        close(verdicts.EQUAL_MARGIN_POINTS)), SST2),
+                   needing(accuracy_row("Financial PhraseBank, LoRA vs full", "lora", "full", fpb, fpb_cmp,
+                                        close(verdicts.EQUAL_MARGIN_POINTS)), FPB)],
+               DIFFERS + "; NSMC needs a Korean model the offline machines lack, so the claim is tested on SST-2 and "
+               "Financial PhraseBank (the NSMC preset stays for GPU users)")
     c5 = claim("C5", "Prefix tuning matches full fine-tuning on SST-2", "BERT-base, 10 epochs, batch 16, lr 1e-6: "
                "88.11 (prefix) vs 88.07 (full)", [
-                   accuracy_row("SST-2, prefix vs full", "prefix", "full", sst2, sst2_cmp,
-                                close(verdicts.EQUAL_MARGIN_POINTS))],
-               sst2_cmds[:1], DIFFERS + instead_of_ten(sst2, ["full", "prefix"]))
+                   needing(accuracy_row("SST-2, prefix vs full", "prefix", "full", sst2, sst2_cmp,
+                                        close(verdicts.EQUAL_MARGIN_POINTS)), SST2)],
+               DIFFERS + instead_of_ten(sst2, ["full", "prefix"]))
     c6 = claim("C6", "On long reviews (IMDb, 256 tokens) LoRA and prefix tuning cost about 2.3 points",
                "DistilBERT: 92.2 (full) vs 89.9 (LoRA); BERT-base: 93.09 (full) vs 90.79 (prefix)", [
-                   accuracy_row("IMDb, LoRA vs full", "lora", "full", imdb, imdb_cmp, lower),
-                   accuracy_row("IMDb, prefix vs full", "prefix", "full", imdb, imdb_cmp, lower)],
-               [sweep_command("findings_imdb")], DIFFERS + f"; a CPU budget: {imdb_budget(imdb)}, "
-               "instead of all 25,000 training reviews for 3 epochs: it leaves open whether the gap closes or widens "
-               "with the full training set")
+                   needing(accuracy_row("IMDb, LoRA vs full", "lora", "full", imdb, imdb_cmp, lower), IMDB),
+                   needing(accuracy_row("IMDb, prefix vs full", "prefix", "full", imdb, imdb_cmp, lower), IMDB)],
+               DIFFERS + f"; a CPU budget: {imdb_budget(imdb)}, instead of all 25,000 training reviews for 3 epochs: "
+               "it leaves open whether the gap closes or widens with the full training set")
     return [c1, c3, c5, c6]
 
 
 def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
     rows = []
-    for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
+    for name, groups, preset in (("SST-2", sst2, SST2), ("Financial PhraseBank", fpb, FPB)):
         lora, full = groups.get("lora"), groups.get("full")
-        rows += [paired_row(f"{name}, LoRA vs full, peak memory", lora, full, _memory, True, -1, ",.0f",
-                            boot_setup),
-                 paired_row(f"{name}, LoRA vs full, train time per epoch", lora, full, train_time_per_epoch, True,
-                            -1, ",.1f", boot_setup)]
+        rows += [needing(paired_row(f"{name}, LoRA vs full, peak memory", lora, full, _memory, True, -1, ",.0f",
+                                    boot_setup), preset),
+                 needing(paired_row(f"{name}, LoRA vs full, train time per epoch", lora, full, train_time_per_epoch,
+                                    True, -1, ",.1f", boot_setup), preset)]
     sst2_epochs = epochs_trained(sst2, ["full", "lora"])
     cost_runs = [run for groups in (sst2, fpb) for method in ("lora", "full") for run in groups.get(method) or []]
     c2 = claim("C2", "LoRA needs less memory and time than full fine-tuning", "SST-2: -38% memory, -13% time; "
                "NSMC: -40% VRAM, -27% time", rows,
-               [sweep_command("findings_sst2"), sweep_command("findings_phrasebank")],
                DIFFERS + "; memory here is the process's peak resident memory on the CPU, of which weights, "
                "gradients and optimizer state are a smaller share than of a GPU's allocated memory (the Python "
                "process, libraries and activations are in it too); time is compared per epoch, as the documents "
@@ -230,14 +249,14 @@ def cost_claims(sst2: dict, fpb: dict) -> list[dict]:
                "tables under a limit)" + (f", on SST-2 {sst2_epochs}" if sst2_epochs else "") + "; "
                + timing_conditions(cost_runs) + "; trained on " + timing_setups(cost_runs))
     gap_rows = []
-    for name, groups in (("SST-2", sst2), ("Financial PhraseBank", fpb)):
+    for name, groups, preset in (("SST-2", sst2, SST2), ("Financial PhraseBank", fpb, FPB)):
         lora, full = groups.get("lora"), groups.get("full")
-        gap_rows += [paired_row(f"{name}, final gap, LoRA - full", lora, full, final_gap, False, -1, ".4f"),
-                     paired_row(f"{name}, gap at the selected checkpoint, LoRA - full", lora, full, selected_gap,
-                                False, -1, ".4f")]
+        gap_rows += [needing(paired_row(f"{name}, final gap, LoRA - full", lora, full, final_gap, False, -1, ".4f"),
+                             preset),
+                     needing(paired_row(f"{name}, gap at the selected checkpoint, LoRA - full", lora, full,
+                                        selected_gap, False, -1, ".4f"), preset)]
     c4 = claim("C4", "LoRA generalises better (a smaller gap between validation and training loss)",
                "NSMC: gap 0.1618 (full) vs 0.0154 (LoRA)", gap_rows,
-               [sweep_command("findings_sst2"), sweep_command("findings_phrasebank")],
                DIFFERS + "; the gap is the final validation loss minus the training loss (mean over the steps since "
                "the previous evaluation), as the documents took it, and also at the checkpoint that was selected")
     return [c2, c4]
@@ -256,7 +275,7 @@ def template_claim(fpb: dict) -> dict:
                        "peak memory, time, accuracy, macro-F1 and learning curves for each (tables below)"}
     return claim("C7", "One table of every method: parameters, peak memory, time, accuracy, F1, learning curves",
                  "a template with feature extraction, full, continued pre-training + fine-tuning, LoRA/QLoRA, prompt "
-                 "tuning, adapters and prefix tuning, and no numbers", [row], [sweep_command("findings_phrasebank")],
+                 "tuning, adapters and prefix tuning, and no numbers", [needing(row, FPB)],
                  DIFFERS + "; the suite adds BitFit, LN tuning, DoRA, AdaLoRA, VeRA, IA3 and P-tuning")
 
 

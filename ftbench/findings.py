@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ftbench.claims import claims, sst2_groups, sweep_command
+from ftbench.claims import FPB, IMDB, SST2, SST2_DOC_RATE, claims, sst2_groups, sweep_command
 from ftbench.convergence import RULE as EPOCHS_RULE
 from ftbench.convergence import epochs_table, schedule_note
 from ftbench.docs_tables import generated_line
@@ -44,10 +44,10 @@ class FindingsSweep:
 
 
 SWEEPS = (
-    FindingsSweep("sst2", "findings_sst2", "SST-2, complete"),
-    FindingsSweep("sst2_doc_rate", "findings_sst2_lora_5e-4", "SST-2, complete, LoRA at the documents' 5e-4"),
-    FindingsSweep("phrasebank", "findings_phrasebank", "Financial PhraseBank, every method"),
-    FindingsSweep("imdb", "findings_imdb", "IMDb at 256 tokens"),
+    FindingsSweep("sst2", SST2, "SST-2, complete"),
+    FindingsSweep("sst2_doc_rate", SST2_DOC_RATE, "SST-2, complete, LoRA at the documents' 5e-4"),
+    FindingsSweep("phrasebank", FPB, "Financial PhraseBank, every method"),
+    FindingsSweep("imdb", IMDB, "IMDb at 256 tokens"),
 )
 
 
@@ -258,7 +258,7 @@ def what_to_use(sweeps: dict) -> list[str]:
         if len(groups) >= 2:
             lines += [f"**{sweeps[key].spec.title}** ({len(groups)} methods)", ""]
             lines += recommendation_lines(sweeps[key].summaries, memory_kind_of(groups))
-    return lines or ["Not measured yet: run the findings_phrasebank sweep.", ""]
+    return lines or [f"Not measured yet: run `{sweep_command(FPB)}`.", ""]
 
 
 def findings_document(sweeps_dir: str, doc_dir: str, n_resamples: int, command: str) -> tuple[str, dict]:

@@ -437,8 +437,12 @@ def machine_of(run: dict) -> str:
 def timing_setup(run: dict) -> str:
     """The kind of machine and the precision the run trained in ('AMD EPYC (2 CPU cores, AVX2) in fp32'). Runs
     compared on time or memory must share more: boot_setup."""
-    precision = (run["train_info"].get("pipeline") or {}).get("precision") or "an unrecorded precision"
-    return f"{machine_of(run)} in {precision}"
+    return f"{machine_of(run)} in {precision_of(run)}"
+
+
+def precision_of(run: dict) -> str:
+    """The precision the run trained in ('bf16', 'fp32'), from train_info.pipeline."""
+    return (run["train_info"].get("pipeline") or {}).get("precision") or "an unrecorded precision"
 
 
 def boots_of(run: dict) -> list:

@@ -16,7 +16,9 @@ NO_EFFECT = {"points": 0.5, "percent": 5.0, "loss": 0.02}  # the band inside whi
 
 RULES = f"""\
 - **Accuracy differences** are the method's test accuracy minus the reference's, in points, with the 95%
-  interval of the paired bootstrap over seeds and test examples (the statistics of `report.py`).
+  interval of the paired bootstrap over seeds and test examples (the statistics of `report.py`). They pair
+  runs by seed whatever machine they trained on; where the two methods trained in different precisions, the
+  comparison says so.
 - **Time, memory and the generalisation gap** have no test examples to resample: their intervals are 95%
   Student-t intervals of the per-seed differences (method minus reference, trained with the same seed), in
   percent of the reference for time and memory, in loss units for the gap. Time and memory pair only seeds

@@ -117,6 +117,9 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
                     "Financial PhraseBank, every method"):
         assert rows[missing][1] == "**not measured yet**"
     assert "run `python benchmark.py --preset findings_imdb --data_dir ../shared/data`" in text
+    # A claim's missing rows name only their own sweeps' commands (C3's SST-2 row is measured).
+    assert ("Not measured yet: Financial PhraseBank, LoRA vs full; run `python benchmark.py --preset "
+            "findings_phrasebank --data_dir ../shared/data`.\n") in text
     # The sweeps: planned runs from the preset (3 methods, 3 seeds), failed cells and wall time from benchmark.json,
     # rates from the runs; the wall time is a lower bound (a cell's time is inexact).
     assert ("| SST-2, complete | `python benchmark.py --preset findings_sst2 --data_dir ../shared/data` | 9 / 9 | "
@@ -201,6 +204,22 @@ def test_time_and_memory_pair_only_seeds_trained_in_one_boot_of_one_machine(swee
     for cost in ("train time per epoch", "peak memory"):
         assert rows[f"SST-2, LoRA vs full, {cost}"] == ("fewer than two seeds measured; 2 seed(s) left out, their runs "
                                                         "trained on different machines (or boots) or precisions")
+
+
+def test_an_accuracy_comparison_across_precisions_says_so(sweeps, tmp_path):
+    """LoRA at 5e-4 is a sweep of its own, which may run on another machine: trained in bf16 against full
+    fine-tuning's fp32, its row says so beside the interval (the verdict still follows the interval)."""
+    for path in (sweeps / "findings_sst2_lora_5e-4" / "runs").glob("*/results.json"):
+        run = json.loads(path.read_text())
+        run["train_info"]["pipeline"]["precision"] = "bf16"
+        path.write_text(json.dumps(run))
+    out = tmp_path / "findings.md"
+    assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out),
+                        "--n_resamples", "200"]) == 0
+    rows = {row[3].split(":")[0]: (row[3].split(": ", 1)[1], row[4]) for row in verdict_rows(out.read_text())}
+    assert rows["SST-2, LoRA at 5e-4 vs full"] == (
+        "+0.00 points [+0.00, +0.00]; lora (lr 5e-4) trained in bf16, full in fp32", "**confirmed**")
+    assert rows["SST-2, LoRA at its chosen rate vs full"] == ("+0.00 points [+0.00, +0.00]", "**confirmed**")
 
 
 def test_the_readme_headline_is_the_findings_one_and_writes_nothing(sweeps, tmp_path, capsys):
