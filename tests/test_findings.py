@@ -73,6 +73,18 @@ def sweeps(trained_runs, tmp_path) -> Path:
     return root
 
 
+def measured_rows(text: str) -> dict:
+    """{comparison: (what was measured, verdict)} from the verdicts table."""
+    return {row[3].split(":")[0]: (row[3].split(": ", 1)[1], row[4]) for row in verdict_rows(text)}
+
+
+def edit_results(path: Path, change) -> None:
+    """Rewrite a run's results.json after change(run)."""
+    run = json.loads(path.read_text())
+    change(run)
+    path.write_text(json.dumps(run))
+
+
 def verdict_rows(text: str) -> list[list[str]]:
     lines = text[text.index("## Verdicts"):].splitlines()[4:]
     rows = []
@@ -92,7 +104,7 @@ def test_findings_give_each_claim_its_verdict_by_the_stated_rules(sweeps, tmp_pa
     text = out.read_text()
     charts = {path.name for path in (tmp_path / "docs" / "findings").iterdir()}
     assert charts == set(re.findall(r"\]\(findings/(\w+\.png)\)", text)) and "curves_sst2.png" in charts
-    rows = {row[3].split(":")[0]: (row[3].split(": ", 1)[1], row[4]) for row in verdict_rows(text)}
+    rows = measured_rows(text)
     # LoRA right on exactly the examples full is: every bootstrap difference is 0, the interval [0, 0].
     assert rows["SST-2, LoRA at its chosen rate vs full"] == ("+0.00 points [+0.00, +0.00]", "**confirmed**")
     assert rows["SST-2, LoRA at 5e-4 vs full"] == ("+0.00 points [+0.00, +0.00]", "**confirmed**")
@@ -149,14 +161,12 @@ def test_time_and_memory_pair_only_seeds_trained_on_one_machine_in_one_precision
     """A sweep resumed on another machine: LoRA's seed 3 trained on another CPU, so C2 pairs seeds 1 and 2 only
     (memory -40% and -39%: mean -39.5, t-interval ±12.706 * 0.7071 / sqrt(2)), and says why seed 3 is out."""
     moved = next((sweeps / "findings_sst2" / "runs").glob("*_lora_findings_sst2_seed3")) / "results.json"
-    run = json.loads(moved.read_text())
-    run["meta_info"].update(cpu="Other CPU", cpu_count=2, cpu_capability="AVX512")
-    moved.write_text(json.dumps(run))
+    edit_results(moved, lambda run: run["meta_info"].update(cpu="Other CPU", cpu_count=2, cpu_capability="AVX512"))
     out = tmp_path / "findings.md"
     assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out),
                         "--n_resamples", "200"]) == 0
     text = out.read_text()
-    rows = {row[3].split(":")[0]: (row[3].split(": ", 1)[1], row[4]) for row in verdict_rows(text)}
+    rows = measured_rows(text)
     half = 12.706204736174698 * np.std([-40, -39], ddof=1) / np.sqrt(2)
     assert rows["SST-2, LoRA vs full, peak memory"] == (f"-39.50% [{-39.5 - half:+.2f}, {-39.5 + half:+.2f}]",
                                                         "**confirmed**")
@@ -178,16 +188,14 @@ def test_time_and_memory_pair_only_seeds_trained_in_one_boot_of_one_machine(swee
     (-40% and -39%). Then full's seed 1 resumed in another boot as well: it pairs with nothing, leaving one seed, too
     few to measure."""
     def edit(method: str, seed: int, change) -> None:
-        path = next((sweeps / "findings_sst2" / "runs").glob(f"*_{method}_findings_sst2_seed{seed}")) / "results.json"
-        run = json.loads(path.read_text())
-        change(run)
-        path.write_text(json.dumps(run))
+        edit_results(next((sweeps / "findings_sst2" / "runs").glob(f"*_{method}_findings_sst2_seed{seed}"))
+                     / "results.json", change)
 
     def measured() -> dict:
         out = tmp_path / "findings.md"
         assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out),
                             "--n_resamples", "200"]) == 0
-        return {row[3].split(":")[0]: row[3].split(": ", 1)[1] for row in verdict_rows(out.read_text())}
+        return {what: measured for what, (measured, _) in measured_rows(out.read_text()).items()}
 
     edit("lora", 3, lambda run: run["meta_info"].update(boot_id="another-boot"))
     rows = measured()
@@ -210,13 +218,11 @@ def test_an_accuracy_comparison_across_precisions_says_so(sweeps, tmp_path):
     """LoRA at 5e-4 is a sweep of its own, which may run on another machine: trained in bf16 against full
     fine-tuning's fp32, its row says so beside the interval (the verdict still follows the interval)."""
     for path in (sweeps / "findings_sst2_lora_5e-4" / "runs").glob("*/results.json"):
-        run = json.loads(path.read_text())
-        run["train_info"]["pipeline"]["precision"] = "bf16"
-        path.write_text(json.dumps(run))
+        edit_results(path, lambda run: run["train_info"]["pipeline"].update(precision="bf16"))
     out = tmp_path / "findings.md"
     assert report.main(["--findings", "--sweeps_dir", str(sweeps), "--findings_file", str(out),
                         "--n_resamples", "200"]) == 0
-    rows = {row[3].split(":")[0]: (row[3].split(": ", 1)[1], row[4]) for row in verdict_rows(out.read_text())}
+    rows = measured_rows(out.read_text())
     assert rows["SST-2, LoRA at 5e-4 vs full"] == (
         "+0.00 points [+0.00, +0.00]; lora (lr 5e-4) trained in bf16, full in fp32", "**confirmed**")
     assert rows["SST-2, LoRA at its chosen rate vs full"] == ("+0.00 points [+0.00, +0.00]", "**confirmed**")
