@@ -210,8 +210,10 @@ def accuracy_claims(sst2: dict, sst2_cmp: dict, fpb: dict, fpb_cmp: dict, imdb: 
                DIFFERS + instead_of_ten(sst2, ["full", "lora", "lora (lr 5e-4)"]))
     c3 = claim("C3", "LoRA is within the error range of full fine-tuning", "NSMC, klue/roberta-base: 90.56 (full) vs "
                "90.39 (LoRA), -0.17 points", [
-                   needing(accuracy_row("SST-2, LoRA vs full", "lora", "full", sst2, sst2_cmp,
+                   needing(accuracy_row("SST-2, LoRA at its chosen rate vs full", "lora", "full", sst2, sst2_cmp,
                                         close(verdicts.EQUAL_MARGIN_POINTS)), SST2),
+                   needing(accuracy_row("SST-2, LoRA at 5e-4 vs full", "lora (lr 5e-4)", "full", sst2, sst2_cmp,
+                                        close(verdicts.EQUAL_MARGIN_POINTS)), SST2, SST2_DOC_RATE),
                    needing(accuracy_row("Financial PhraseBank, LoRA vs full", "lora", "full", fpb, fpb_cmp,
                                         close(verdicts.EQUAL_MARGIN_POINTS)), FPB)],
                DIFFERS + "; NSMC needs a Korean model the offline machines lack, so the claim is tested on SST-2 and "
