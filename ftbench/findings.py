@@ -157,8 +157,10 @@ def headline(results: list[dict]) -> str:
             parts.append(f"{claim['id']} {' / '.join(found)}")
     if not parts:
         return f"No claim is measured yet: all {len(rows)} measurements await their sweeps."
-    return (f"Verdicts so far: {'; '.join(parts)} ({len(rows) - waiting} of {len(rows)} measurements made"
-            + (f"; {waiting} await their sweeps)." if waiting else ")."))
+    if not waiting:
+        return f"Verdicts: {'; '.join(parts)} (all {len(rows)} measurements made)."
+    return (f"Verdicts so far: {'; '.join(parts)} ({len(rows) - waiting} of {len(rows)} measurements made; "
+            f"{waiting} await their sweeps).")
 
 
 def claims_table(results: list[dict]) -> list[str]:
@@ -226,10 +228,11 @@ def validation_against_test(groups: dict) -> str:
                         for name in ("best_val_accuracy", "test_accuracy"))
     data = runs[0]["run_info"]["data"]
     how, test_source = data["split_method"], data["source"].get("test_split")
+    described = how["test"] + (f", {test_source}" if test_source and test_source != how["test"] else "")
     counted = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
     text = (f"Over the {counted}, the best validation accuracy averaged {validation:.4f} and test accuracy "
             f"{test:.4f} (validation minus test: {100 * (validation - test):+.2f} points). Validation: "
-            f"{how['validation']}; test: {how['test']}{f', {test_source}' if test_source else ''}. The rates were "
+            f"{how['validation']}; test: {described}. The rates were "
             "chosen, and the checkpoints selected, on validation; the tables report test.")
     words = data.get("words_per_text")
     if words:

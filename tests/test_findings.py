@@ -363,6 +363,11 @@ def test_validation_against_test_names_how_each_split_was_made():
     assert validation_against_test(groups) == said + (" The splits' text lengths: `python utils.py --dataset imdb "
                                                       "--data_dir ../shared/data --max_seq_length 256 "
                                                       "--max_train_samples 5000`.")
+    # IMDb's loader names its test split as the split method does: said once
+    for runs in groups.values():
+        for each in runs:
+            each["run_info"]["data"]["source"]["test_split"] = "official test split"
+    assert "; test: official test split. The rates" in validation_against_test(groups)
 
 
 def test_every_method_counts_for_c7_under_its_label_with_two_seeds_each():
@@ -451,3 +456,16 @@ def test_a_sweeps_record_alone_gives_the_same_findings_and_holds_nothing_heavy(s
     assert "would be copied into itself" in capsys.readouterr().err
     assert sweep_records.main([str(sweeps), str(records)]) == 2
     assert "is not a sweep's folder (no benchmark.json)" in capsys.readouterr().err
+
+
+def test_the_headline_drops_so_far_once_every_measurement_is_made():
+    from ftbench.findings import headline
+    from ftbench.verdicts import NOT_MEASURED
+
+    results = [{"id": "C1", "rows": [{"verdict": "confirmed"}, {"verdict": "inconclusive at this budget"}]},
+               {"id": "C2", "rows": [{"verdict": NOT_MEASURED}]}]
+    assert headline(results) == ("Verdicts so far: C1 confirmed / inconclusive at this budget (2 of 3 measurements "
+                                 "made; 1 await their sweeps).")
+    results[1]["rows"][0]["verdict"] = "reversed"
+    assert headline(results) == ("Verdicts: C1 confirmed / inconclusive at this budget; C2 reversed (all 3 "
+                                 "measurements made).")
